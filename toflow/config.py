@@ -1,0 +1,216 @@
+"""Typed run configuration: schema, YAML loading, ``key=value`` overrides, validation.
+
+The schema is a tree of dataclasses read by OmegaConf, so an unknown key or a value of
+the wrong type is refused with its dotted name. Checks that go beyond types (ranges,
+choices, the clip interval of eq. 17) live in :func:`validate`. Every refusal is a
+:class:`ConfigError` whose message is one line that names the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A configuration value or key was refused. The message is one line."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "checkerboard"
+    root: str = "data"
+    batch_size: int = 512
+    test_size: int = 5000
+
+
+@dataclass
+class ModelConfig:
+    hidden: List[int] = field(default_factory=lambda: [64, 64, 64])
+    activation: str = "tanh"
+    trace: str = "auto"  # exact | hutchinson | auto (exact for dim <= 8)
+    probe: str = "rademacher"  # Hutchinson probe: rademacher | gaussian
+
+
+@dataclass
+class TimeConfig:
+    mode: str = "toflow"  # fixed | joint | steer | toflow
+    t0: float = 0.0
+    T0: float = 0.5
+    lr: float = 1.0e-2
+    alpha: float = 0.1
+    eps: float = 0.1
+    grad: str = "alternating"  # alternating | joint
+
+
+@dataclass
+class SolverConfig:
+    name: str = "dopri5"
+    sensitivity: str = "adjoint"  # adjoint | autograd
+    atol: float = 1.0e-5
+    rtol: float = 1.0e-5
+    test_atol: Optional[float] = None  # evaluation tolerances; None: the training ones
+    test_rtol: Optional[float] = None
+    max_steps: int = 10000
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1.0e-3
+    weight_decay: float = 1.0e-5
+    max_grad_norm: Optional[float] = None
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 10000
+    eval_every: int = 100
+    viz_every: int = 500
+    checkpoint_every: int = 100
+    log_dir: Optional[str] = None  # None: runs/<config name>-<timestamp>
+    resume: bool = False
+    accelerator: str = "cpu"
+    progress_bar: bool = True
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    name: str = "toflow"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    time: TimeConfig = field(default_factory=TimeConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+CHOICES = {
+    "data.name": ("swissroll", "circles", "rings", "moons", "8gaussians", "pinwheel", "2spirals", "checkerboard"),
+    "model.activation": ("tanh", "softplus", "elu", "relu", "swish"),
+    "model.trace": ("auto", "exact", "hutchinson"),
+    "model.probe": ("rademacher", "gaussian"),
+    "time.mode": ("fixed", "joint", "steer", "toflow"),
+    "time.grad": ("alternating", "joint"),
+    "solver.name": ("dopri5",),
+    "solver.sensitivity": ("adjoint", "autograd"),
+    "trainer.accelerator": ("cpu", "gpu", "cuda", "auto"),
+}
+
+
+def _all_keys(schema: type, prefix: str = "") -> List[str]:
+    keys = []
+    for f in fields(schema):
+        name = prefix + f.name
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        if is_dataclass(default):
+            keys += _all_keys(type(default), name + ".")
+        else:
+            keys.append(name)
+    return keys
+
+
+def _one_line(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None) or "config"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "not in" in first or "Missing key" in first or "Key '" in first:
+        close = difflib.get_close_matches(key, _all_keys(RunConfig), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{key}: unknown key{hint}"
+    return f"{key}: {first}"
+
+
+def _to_config(cfg: DictConfig) -> RunConfig:
+    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML file (optional), apply dotted ``key=value`` overrides, validate.
+
+    Returns a :class:`RunConfig`. Raises :class:`ConfigError` with a one-line message
+    naming the offending key.
+    """
+    schema = OmegaConf.structured(RunConfig)
+    try:
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"config: file not found: {path}")
+            loaded = OmegaConf.load(path)
+            if not isinstance(loaded, DictConfig):
+                raise ConfigError(f"config: {path} does not hold a mapping of keys")
+            schema = OmegaConf.merge(schema, loaded)
+            if "name" not in loaded:
+                schema.name = path.stem
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"{item}: an override must read key=value")
+        if overrides:
+            schema = OmegaConf.merge(schema, OmegaConf.from_dotlist(list(overrides)))
+        cfg = _to_config(schema)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_one_line(err)) from None
+    validate(cfg)
+    return cfg
+
+
+def from_dict(values: dict) -> RunConfig:
+    """Build a validated config from a nested dict (e.g. a checkpoint's ``hparams``)."""
+    try:
+        cfg = _to_config(OmegaConf.merge(OmegaConf.structured(RunConfig), values))
+    except OmegaConfBaseException as err:
+        raise ConfigError(_one_line(err)) from None
+    validate(cfg)
+    return cfg
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg))  # type: ignore[return-value]
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def _get(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range and choice checks that types alone cannot express."""
+    for key, allowed in CHOICES.items():
+        value = _get(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{key}: '{value}' is not one of {', '.join(allowed)}")
+
+    def positive(key: str, allow_none: bool = False, allow_zero: bool = False) -> None:
+        value = _get(cfg, key)
+        if value is None and allow_none:
+            return
+        if value is None or value < 0 or (value == 0 and not allow_zero):
+            need = "non-negative" if allow_zero else "positive"
+            raise ConfigError(f"{key}: must be {need}, got {value}")
+
+    for key in ("data.batch_size", "data.test_size", "solver.atol", "solver.rtol", "solver.max_steps",
+                "time.lr", "optim.lr", "trainer.max_steps", "trainer.eval_every", "trainer.viz_every",
+                "trainer.checkpoint_every"):
+        positive(key)
+    for key in ("solver.test_atol", "solver.test_rtol", "optim.max_grad_norm"):
+        positive(key, allow_none=True)
+    for key in ("time.alpha", "time.eps", "optim.weight_decay"):
+        positive(key, allow_zero=True)
+    if not cfg.model.hidden or any(h <= 0 for h in cfg.model.hidden):
+        raise ConfigError(f"model.hidden: must be a non-empty list of positive widths, got {cfg.model.hidden}")
+    t = cfg.time
+    if t.T0 <= t.t0:
+        raise ConfigError(f"time.T0: must exceed time.t0 = {t.t0}, got {t.T0}")
+    if t.eps >= t.T0 - t.t0:
+        raise ConfigError(f"time.eps: must be below T0 - t0 = {t.T0 - t.t0:g} so the clip interval "
+                          f"[t0+eps, 2*T0-t0-eps] is not empty, got {t.eps}")

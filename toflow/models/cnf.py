@@ -1,0 +1,174 @@
+"""The continuous normalizing flow block (paper eq. 2-4).
+
+The block integrates the augmented state s = [z, l] with
+
+    d/dt [z, l] = [f(z, t), -Tr(df/dz)],   [z, l](t0) = [x, 0],
+
+from t0 to its end time T, so that
+
+    log p(x) = log N(z(T); 0, I) + int_{t0}^{T} Tr(df/dz) dt = log N(z(T); 0, I) - l(T).
+
+Sampling integrates dz/dt = f from T back to t0, starting from z(T) ~ N(0, I).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..solvers import Dopri5, Solver, SolverError
+from .divergence import make_trace
+from .end_time import EndTime
+
+
+def standard_normal_logprob(z: Tensor) -> Tensor:
+    """log N(z; 0, I), summed over all but the batch dimension."""
+    return -0.5 * (z.pow(2) + math.log(2 * math.pi)).flatten(1).sum(1)
+
+
+class CNFDynamics(nn.Module):
+    """F(t, s) for s = [z, l]: returns [f(z, t), -Tr(df/dz)], flattened per sample.
+
+    Counts its evaluations (``nfe``) by phase, forward or backward, and stops a solve
+    that exceeds ``max_evaluations``.
+    """
+
+    def __init__(self, field: nn.Module, trace, event_shape: Sequence[int], max_evaluations: int):
+        super().__init__()
+        self.field, self.trace = field, trace
+        self.event_shape = tuple(event_shape)
+        self.numel = math.prod(self.event_shape)
+        self.max_evaluations = max_evaluations
+        self.probe: Tensor | None = None
+        self.nfe = {"forward": 0, "backward": 0}
+        self.phase, self._in_phase = "forward", 0
+
+    def begin(self, phase: str) -> None:
+        """Start counting a new solve in ``phase`` (``forward`` or ``backward``)."""
+        self.phase, self._in_phase = phase, 0
+
+    def _count(self) -> None:
+        self.nfe[self.phase] += 1
+        self._in_phase += 1
+        if self._in_phase > self.max_evaluations:
+            raise SolverError(f"{self.phase} solve exceeded {self.max_evaluations} field evaluations "
+                              f"(solver.max_steps)")
+
+    def forward(self, t: Tensor, state: Tensor, args=None) -> Tensor:
+        self._count()
+        z = state[:, : self.numel].reshape(-1, *self.event_shape)
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            if not (create_graph and z.requires_grad):
+                z = z.detach().requires_grad_(True)
+            dz = self.field(t, z)
+            divergence = self.trace(dz, z, self.probe, create_graph)
+        if not create_graph:
+            dz, divergence = dz.detach(), divergence.detach()
+        return torch.cat([dz.flatten(1), -divergence[:, None]], 1)
+
+
+class CNF(nn.Module):
+    """One CNF block: a vector field, its :class:`EndTime` and a solver.
+
+    ``forward(x)`` returns ``(z, log_det)`` with ``log_det = int Tr(df/dz) dt`` (so
+    ``log p(x) = log N(z) + log_det``); ``log_prob``, ``sample`` and ``inverse`` follow.
+    ``trace``: ``exact`` (one vector-Jacobian product per dimension), ``hutchinson``
+    (one, with a Rademacher or Gaussian probe fixed within a solve) or ``auto``.
+    """
+
+    def __init__(self, field: nn.Module, end_time: EndTime | None = None, solver: Solver | None = None,
+                 trace: str = "auto", probe: str = "rademacher", event_shape: Sequence[int] | None = None):
+        super().__init__()
+        event_shape = tuple(event_shape) if event_shape is not None else (field.dim,)
+        self.end_time = end_time if end_time is not None else EndTime()
+        self.solver = solver if solver is not None else Dopri5()
+        self.trace = make_trace(trace, math.prod(event_shape), probe) if isinstance(trace, str) else trace
+        self.dynamics = CNFDynamics(field, self.trace, event_shape, self.solver.max_evaluations)
+        self.ode = self.solver.build(self.dynamics)
+        self.event_shape = event_shape
+        self.end_state: Tensor | None = None  # s(T) of the last training solve, for eq. 12-13
+        self.end_adjoint: Tensor | None = None  # dL/ds(T) from the backward pass that followed it
+        self.end_T: Tensor | None = None  # the T that solve ended at
+
+    @property
+    def field(self) -> nn.Module:
+        return self.dynamics.field
+
+    # ---------------------------------------------------------------- density
+    def forward(self, x: Tensor, differentiable_time: bool = True) -> tuple[Tensor, Tensor]:
+        """x -> (z(T), int_{t0}^{T} Tr(df/dz) dt). ``differentiable_time=False`` detaches T."""
+        batch = x.shape[0]
+        state = torch.cat([x.reshape(batch, -1), x.new_zeros(batch, 1)], 1)
+        if self.trace.needs_probe:
+            self.dynamics.probe = self.trace.sample_probe(x)
+        t_span = self.end_time.t_span(differentiable_time).to(x.dtype)
+        self.dynamics.begin("forward")
+        try:
+            end = self.ode.end_state(state, t_span)
+        except SolverError as err:
+            raise SolverError(f"CNF block with T={float(t_span[-1]):.4g}: {err}") from None
+        if end.requires_grad:
+            end.register_hook(self._on_backward)
+        if self.training:
+            self.end_state, self.end_adjoint, self.end_T = end.detach(), None, t_span[-1].detach()
+        z = end[:, : self.dynamics.numel].reshape(batch, *self.event_shape)
+        return z, -end[:, -1]
+
+    def _on_backward(self, grad: Tensor) -> None:
+        self.dynamics.begin("backward")
+        if self.training:
+            self.end_adjoint = grad.detach()
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log p(x) in nats, one value per sample (eq. 4)."""
+        z, log_det = self(x)
+        return standard_normal_logprob(z) + log_det
+
+    # ---------------------------------------------------------------- sampling
+    def inverse(self, z: Tensor) -> Tensor:
+        """z(T) -> x = z(t0), integrating dz/dt = f backward in time."""
+        t_span = self.end_time.t_span(differentiable=False).to(z.dtype).flip(0)
+        shape = z.shape
+
+        def field(t: Tensor, flat: Tensor) -> Tensor:
+            self.dynamics.nfe["forward"] += 1
+            return self.field(t, flat.reshape(shape)).reshape(shape[0], -1)
+
+        return self.ode.integrate(field, z.reshape(shape[0], -1), t_span).reshape(shape)
+
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        """n samples: z ~ N(0, temperature^2 I) mapped back to data space."""
+        ref = self.end_time.T
+        z = torch.randn((n, *self.event_shape), dtype=ref.dtype, device=ref.device, generator=generator)
+        return self.inverse(temperature * z)
+
+    # ---------------------------------------------------------------- end time
+    def end_times(self) -> list[EndTime]:
+        return [self.end_time]
+
+    def alternating_time_grad(self) -> Tensor:
+        """dL/dT at z(T) with the current weights (eq. 12-13): a(T) . F(s(T), T).
+
+        ``a(T) = dL/ds(T)`` is captured from the backward pass of the last training solve;
+        for the log-likelihood it is [-grad log N(z(T)), 1] / B, and the sum reproduces
+        -E[grad log N(z(T)) . f(z(T), T)] - E[Tr J(T)]. One field evaluation, counted
+        as forward NFE.
+        """
+        if self.end_state is None or self.end_adjoint is None:
+            raise RuntimeError("alternating T gradient: run a training forward and backward pass first")
+        self.dynamics.begin("forward")
+        with torch.no_grad():
+            F = self.dynamics(self.end_T, self.end_state)
+        return (self.end_adjoint * F).sum()
+
+    # ---------------------------------------------------------------- bookkeeping
+    @property
+    def nfe(self) -> dict:
+        return dict(self.dynamics.nfe)
+
+    def reset_nfe(self) -> None:
+        self.dynamics.nfe.update(forward=0, backward=0)

@@ -1,0 +1,88 @@
+"""The end time T of a flow block, t_span = [t0, T], and how it is trained.
+
+Modes:
+
+- ``fixed``: T = T0 throughout (FFJORD with a fixed time).
+- ``joint``: T is a parameter trained by the weights' optimizer (FFJORD's ``train_T``).
+- ``steer``: at each training solve T ~ U[t0 + eps, 2 T0 - t0 - eps]; T0 at evaluation (STEER).
+- ``toflow``: T is a parameter with its own optimizer, stepped after the weights
+  (coordinate descent, paper sec. 3.1), with temporal regularisation alpha |T|
+  (eq. 15-16) and, after every step, Clip(T) into [t0 + eps, 2 T0 - t0 - eps] (eq. 17).
+
+t0 is a constant: the paper fixes it (sec. 3), and its gradient is never needed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+MODES = ("fixed", "joint", "steer", "toflow")
+
+
+class EndTime(nn.Module):
+    def __init__(self, t0: float = 0.0, T0: float = 0.5, mode: str = "toflow", alpha: float = 0.1,
+                 eps: float = 0.1, seed: int = 0):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"time.mode: '{mode}' is not one of {', '.join(MODES)}")
+        if T0 <= t0:
+            raise ValueError(f"time.T0: must exceed t0 = {t0}, got {T0}")
+        if eps < 0 or eps >= T0 - t0:
+            raise ValueError(f"time.eps: must lie in [0, T0 - t0 = {T0 - t0:g}), got {eps}")
+        self.mode, self.T0, self.alpha, self.eps = mode, float(T0), float(alpha), float(eps)
+        self.register_buffer("t0", torch.tensor(float(t0)))
+        self.T = nn.Parameter(torch.tensor(float(T0)), requires_grad=mode in ("joint", "toflow"))
+        self._steer = torch.Generator().manual_seed(seed)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The clip interval [t0 + eps, 2 T0 - t0 - eps] of eq. 17, centred on T0."""
+        t0 = float(self.t0)
+        return t0 + self.eps, 2 * self.T0 - t0 - self.eps
+
+    @property
+    def trained_by_weights_optimizer(self) -> bool:
+        return self.mode == "joint"
+
+    @property
+    def has_own_optimizer(self) -> bool:
+        return self.mode == "toflow"
+
+    def end(self, differentiable: bool = True) -> Tensor:
+        """T for the next solve: a sample in steer training, T0 in steer evaluation."""
+        if self.mode == "steer":
+            if self.training:
+                lo, hi = self.bounds
+                u = torch.rand((), generator=self._steer, dtype=torch.float64)
+                return torch.tensor(lo + (hi - lo) * float(u), dtype=self.T.dtype, device=self.T.device)
+            return torch.full((), self.T0, dtype=self.T.dtype, device=self.T.device)
+        return self.T if differentiable and self.T.requires_grad else self.T.detach()
+
+    def t_span(self, differentiable: bool = True) -> Tensor:
+        """[t0, T]; T carries its gradient unless ``differentiable`` is false or the mode is fixed."""
+        return torch.stack([self.t0.to(self.T.dtype), self.end(differentiable)])
+
+    def regularization(self) -> Tensor:
+        """TR(T) = alpha |T| (eq. 15)."""
+        return self.alpha * self.T.abs()
+
+    def regularization_grad(self) -> Tensor:
+        """d TR / dT = alpha sign(T)."""
+        return self.alpha * torch.sign(self.T.detach())
+
+    @torch.no_grad()
+    def clip_(self) -> None:
+        """Clip(T) of eq. 17, in place."""
+        lo, hi = self.bounds
+        self.T.clamp_(lo, hi)
+
+    def get_extra_state(self) -> dict:
+        return {"steer_rng": self._steer.get_state()}
+
+    def set_extra_state(self, state: dict) -> None:
+        self._steer.set_state(state["steer_rng"])
+
+    def extra_repr(self) -> str:
+        lo, hi = self.bounds
+        return f"mode={self.mode}, T={float(self.T):.4f}, T0={self.T0}, clip=[{lo:g}, {hi:g}], alpha={self.alpha}"

@@ -1,0 +1,71 @@
+"""Time-dependent vector fields f(z, t; theta) for the flow ODE (paper eq. 2)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS = {
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+    "elu": nn.ELU,
+    "relu": nn.ReLU,
+    "swish": nn.SiLU,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"activation: '{name}' is not one of {', '.join(ACTIVATIONS)}") from None
+
+
+class ConcatSquashLinear(nn.Module):
+    """FFJORD's ConcatSquash layer: y = (W x + b) * sigmoid(g t + c) + h t.
+
+    Time gates each output unit multiplicatively and shifts it additively.
+    """
+
+    def __init__(self, dim_in: int, dim_out: int):
+        super().__init__()
+        self.layer = nn.Linear(dim_in, dim_out)
+        self.hyper_gate = nn.Linear(1, dim_out)
+        self.hyper_bias = nn.Linear(1, dim_out, bias=False)
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        t = t.reshape(1, 1).to(x)
+        return self.layer(x) * torch.sigmoid(self.hyper_gate(t)) + self.hyper_bias(t)
+
+
+class ConcatSquashMLP(nn.Module):
+    """f(z, t) = L_K(... act(L_1(z, t)) ..., t) with ConcatSquash layers L_k.
+
+    FFJORD's toy architecture: ``hidden=(64, 64, 64)``, ``activation="tanh"``.
+    """
+
+    def __init__(self, dim: int, hidden: Sequence[int] = (64, 64, 64), activation: str = "tanh"):
+        super().__init__()
+        widths = [dim, *hidden, dim]
+        self.dim = dim
+        self.layers = nn.ModuleList(ConcatSquashLinear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.acts = nn.ModuleList(make_activation(activation) for _ in hidden)
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        for layer, act in zip(self.layers[:-1], self.acts):
+            z = act(layer(t, z))
+        return self.layers[-1](t, z)
+
+
+class LinearField(nn.Module):
+    """f(z, t) = A z. Its flow is z(T) = exp(A (T - t0)) z(t0): the analytic reference."""
+
+    def __init__(self, A: Tensor):
+        super().__init__()
+        self.A = nn.Parameter(A.clone())
+        self.dim = A.shape[0]
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        return z @ self.A.T
