@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-CONFIG ?= configs/toy_checkerboard_toflow.yaml
+CONFIG ?= configs/toy_checkerboard_quick.yaml
 
 .PHONY: run test bench setup clean
 

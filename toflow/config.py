@@ -75,6 +75,7 @@ class TrainerConfig:
     log_dir: Optional[str] = None  # None: runs/<config name>-<timestamp>
     resume: bool = False
     accelerator: str = "cpu"
+    num_threads: Optional[int] = None  # CPU threads for torch; None: torch's default
     progress_bar: bool = True
 
 
@@ -202,7 +203,7 @@ def validate(cfg: RunConfig) -> None:
                 "time.lr", "optim.lr", "trainer.max_steps", "trainer.eval_every", "trainer.viz_every",
                 "trainer.checkpoint_every"):
         positive(key)
-    for key in ("solver.test_atol", "solver.test_rtol", "optim.max_grad_norm"):
+    for key in ("solver.test_atol", "solver.test_rtol", "optim.max_grad_norm", "trainer.num_threads"):
         positive(key, allow_none=True)
     for key in ("time.alpha", "time.eps", "optim.weight_decay"):
         positive(key, allow_zero=True)

@@ -7,3 +7,7 @@ from .fields import ConcatSquashLinear, ConcatSquashMLP, LinearField
 
 __all__ = ["CNF", "CNFDynamics", "ConcatSquashLinear", "ConcatSquashMLP", "EndTime", "ExactTrace",
            "HutchinsonTrace", "LinearField", "make_trace", "standard_normal_logprob"]
+
+from .build import build_flow  # noqa: E402
+
+__all__ += ["build_flow"]

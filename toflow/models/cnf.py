@@ -99,13 +99,13 @@ class CNF(nn.Module):
         return self.dynamics.field
 
     # ---------------------------------------------------------------- density
-    def forward(self, x: Tensor, differentiable_time: bool = True) -> tuple[Tensor, Tensor]:
-        """x -> (z(T), int_{t0}^{T} Tr(df/dz) dt). ``differentiable_time=False`` detaches T."""
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x -> (z(T), int_{t0}^{T} Tr(df/dz) dt)."""
         batch = x.shape[0]
         state = torch.cat([x.reshape(batch, -1), x.new_zeros(batch, 1)], 1)
         if self.trace.needs_probe:
             self.dynamics.probe = self.trace.sample_probe(x)
-        t_span = self.end_time.t_span(differentiable_time).to(x.dtype)
+        t_span = self.end_time.t_span().to(x.dtype)
         self.dynamics.begin("forward")
         try:
             end = self.ode.end_state(state, t_span)
@@ -147,8 +147,11 @@ class CNF(nn.Module):
         return self.inverse(temperature * z)
 
     # ---------------------------------------------------------------- end time
+    def blocks(self) -> list["CNF"]:
+        return [self]
+
     def end_times(self) -> list[EndTime]:
-        return [self.end_time]
+        return [block.end_time for block in self.blocks()]
 
     def alternating_time_grad(self) -> Tensor:
         """dL/dT at z(T) with the current weights (eq. 12-13): a(T) . F(s(T), T).

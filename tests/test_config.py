@@ -1,0 +1,54 @@
+"""Bad configs are refused with one line that names the key."""
+
+import pytest
+
+from toflow.config import ConfigError, load_config
+
+
+def refused(*overrides):
+    with pytest.raises(ConfigError) as info:
+        load_config("configs/toy_checkerboard_toflow.yaml", list(overrides))
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_the_shipped_configs_load():
+    for mode in ("fixed", "joint", "steer", "toflow"):
+        cfg = load_config(f"configs/toy_checkerboard_{mode}.yaml")
+        assert cfg.time.mode == mode and cfg.name == f"toy_checkerboard_{mode}"
+
+
+def test_overrides_apply():
+    cfg = load_config("configs/toy_checkerboard_toflow.yaml", ["trainer.max_steps=7", "solver.atol=1e-3",
+                                                               "model.hidden=[8,8]", "seed=3"])
+    assert (cfg.trainer.max_steps, cfg.solver.atol, cfg.model.hidden, cfg.seed) == (7, 1e-3, [8, 8], 3)
+
+
+def test_unknown_key_is_named_with_a_suggestion():
+    message = refused("trainer.max_step=5")
+    assert message.startswith("trainer.max_step:") and "trainer.max_steps" in message
+
+
+def test_wrong_type_is_named():
+    assert refused("trainer.max_steps=many").startswith("trainer.max_steps:")
+
+
+def test_eps_must_leave_a_clip_interval():
+    assert refused("time.eps=0.5").startswith("time.eps:")
+    assert refused("time.eps=0.7").startswith("time.eps:")
+
+
+@pytest.mark.parametrize("key", ["solver.atol", "solver.rtol", "solver.test_atol"])
+def test_negative_tolerance_is_refused(key):
+    assert refused(f"{key}=-1e-5").startswith(f"{key}:")
+
+
+def test_unknown_choice_is_refused():
+    assert refused("time.mode=sometimes").startswith("time.mode:")
+    assert refused("solver.sensitivity=interpolated_adjoint").startswith("solver.sensitivity:")
+
+
+def test_missing_file_is_refused():
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config("configs/none.yaml")

@@ -1,0 +1,52 @@
+"""Toy data: seed-determined streams, float32, a fixed test set, the right shapes."""
+
+import numpy as np
+import pytest
+import torch
+
+from toflow.data import TOY_SETS, ToyStream, toy_sample, toy_test_set
+
+
+@pytest.mark.parametrize("name", TOY_SETS)
+def test_stream_does_not_depend_on_batch_size(name):
+    whole = ToyStream(name, seed=5).take(0, 9000)
+    stream = ToyStream(name, seed=5)
+    pieces, position = [], 0
+    for size in (1, 100, 4095, 7, 4797):
+        pieces.append(stream.take(position, size))
+        position += size
+    assert torch.equal(torch.cat(pieces), whole)
+    assert whole.dtype == torch.float32 and whole.shape == (9000, 2)
+    assert torch.isfinite(whole).all()
+
+
+@pytest.mark.parametrize("name", TOY_SETS)
+def test_seeds_and_test_set(name):
+    a, b = toy_sample(name, 500, seed=0), toy_sample(name, 500, seed=1)
+    assert not torch.equal(a, b)
+    test = toy_test_set(name, 1000)
+    assert torch.equal(test, toy_test_set(name, 1000))
+    assert not torch.equal(test[:500], a)
+    assert test.abs().max() < 8
+
+
+def test_checkerboard_lies_on_the_dark_squares():
+    x = toy_sample("checkerboard", 20000).numpy()
+    assert np.abs(x).max() <= 4
+    cell = np.floor(x / 2).astype(int)  # 4x4 board of 2x2 squares
+    assert ((cell[:, 0] + cell[:, 1]) % 2 == 0).all()
+    counts = np.unique(cell[:, 0] * 10 + cell[:, 1], return_counts=True)[1]
+    assert len(counts) == 8 and counts.min() > 0.8 * counts.mean()
+
+
+def test_eight_gaussians_modes():
+    x = toy_sample("8gaussians", 16000).numpy() * 1.414
+    angle = np.round(np.arctan2(x[:, 1], x[:, 0]) / (np.pi / 4)) % 8
+    assert len(np.unique(angle)) == 8
+    radius = np.linalg.norm(x, axis=1)
+    assert abs(np.median(radius) - 4.0) < 0.1
+
+
+def test_unknown_set_is_refused():
+    with pytest.raises(ValueError, match="data.name"):
+        ToyStream("spiral")

@@ -1,0 +1,125 @@
+"""The end-time modes and TO-FLOW's T step (paper sec. 3.1-3.2)."""
+
+import pytest
+import torch
+
+from toflow.config import load_config
+from toflow.models import CNF, ConcatSquashMLP, EndTime
+from toflow.trainers import FlowModule, temporal_step
+
+X = torch.randn(64, 2, generator=torch.Generator().manual_seed(3)) * 2
+
+
+def toy_flow(mode, grad="alternating", T0=0.5, alpha=0.1, eps=0.1):
+    return CNF(ConcatSquashMLP(2, (16, 16)), EndTime(0.0, T0, mode, alpha=alpha, eps=eps, grad=grad))
+
+
+def module_for(mode, **time):
+    overrides = [f"time.mode={mode}", "model.hidden=[16,16]", "data.test_size=10"]
+    overrides += [f"time.{k}={v}" for k, v in time.items()]
+    return FlowModule(load_config(None, overrides))
+
+
+def weights_step(flow, optimizers):
+    loss = -flow.log_prob(X).mean()
+    for opt in optimizers:
+        opt.zero_grad()
+    loss.backward()
+    optimizers[0].step()
+
+
+@pytest.mark.parametrize("grad", ["alternating", "joint"])
+def test_t_step_never_leaves_the_clip_interval(grad):
+    flow = toy_flow("toflow", grad=grad, alpha=0.0)
+    opt = torch.optim.Adam([flow.end_time.T], lr=0.3)
+    lo, hi = flow.end_time.bounds
+    assert (lo, hi) == pytest.approx((0.1, 0.9))
+    seen = []
+    for _ in range(12):
+        flow.zero_grad()
+        (-flow.log_prob(X).mean()).backward()
+        temporal_step(flow, opt)
+        seen.append(float(flow.end_time.T))
+        assert lo - 1e-7 <= seen[-1] <= hi + 1e-7
+    assert len(set(seen)) > 1
+
+
+def test_t_step_clips_at_the_bound():
+    flow = toy_flow("toflow", grad="joint")
+    opt = torch.optim.SGD([flow.end_time.T], lr=1.0)
+    flow.end_time.T.grad = torch.tensor(-100.0)  # pushes T far above the interval
+    temporal_step(flow, opt)
+    assert float(flow.end_time.T) == pytest.approx(flow.end_time.bounds[1])
+    flow.end_time.T.grad = torch.tensor(+100.0)
+    temporal_step(flow, opt)
+    assert float(flow.end_time.T) == pytest.approx(flow.end_time.bounds[0])
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_temporal_regularisation_adds_alpha_sign_T(sign):
+    flow = CNF(ConcatSquashMLP(2, (8,)), EndTime(-2.0, sign * 0.5 if sign > 0 else -1.0, "toflow", alpha=0.3,
+                                                 eps=0.1, grad="joint"))
+    T = flow.end_time.T
+    opt = torch.optim.SGD([T], lr=1.0)
+    before = float(T)
+    T.grad = torch.tensor(0.02)
+    used = temporal_step(flow, opt)
+    assert used[0] == pytest.approx(0.02 + 0.3 * sign)
+    assert float(T) == pytest.approx(before - (0.02 + 0.3 * sign))
+
+
+def test_alternating_step_uses_eq_12_13_plus_tr():
+    flow = toy_flow("toflow", grad="alternating", alpha=0.25)
+    (-flow.log_prob(X).mean()).backward()
+    expected = float(flow.alternating_time_grad()) + 0.25
+    used = temporal_step(flow, torch.optim.SGD([flow.end_time.T], lr=0.0))
+    assert used[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_fixed_never_moves_T():
+    module = module_for("fixed")
+    optimizers = module.configure_optimizers()
+    assert len(optimizers) == 1
+    assert not module.flow.end_time.T.requires_grad
+    assert not module.flow.end_time.t_span().requires_grad
+    for _ in range(3):
+        weights_step(module.flow, optimizers)
+    assert float(module.flow.end_time.T) == 0.5
+
+
+def test_joint_moves_T_through_the_weights_optimizer():
+    module = module_for("joint")
+    optimizers = module.configure_optimizers()
+    assert len(optimizers) == 1
+    T = module.flow.end_time.T
+    assert any(T is p for group in optimizers[0].param_groups for p in group["params"])
+    weights_step(module.flow, optimizers)
+    assert T.grad is not None and float(T) != 0.5
+
+
+def test_toflow_has_its_own_optimizer_for_T():
+    module = module_for("toflow")
+    weights, times = module.configure_optimizers()
+    T = module.flow.end_time.T
+    assert not any(T is p for group in weights.param_groups for p in group["params"])
+    assert times.param_groups[0]["params"] == [T] and times.param_groups[0]["lr"] == 1e-2
+
+
+def test_steer_samples_inside_the_interval_and_evaluates_at_T0():
+    end_time = EndTime(0.0, 0.5, "steer", eps=0.1, seed=7)
+    draws = torch.stack([end_time.t_span()[1] for _ in range(500)])
+    assert draws.min() >= 0.1 and draws.max() <= 0.9
+    assert draws.std() > 0.15  # uniform on [0.1, 0.9] has std 0.23
+    end_time.eval()
+    assert float(end_time.t_span()[1]) == 0.5
+    again = EndTime(0.0, 0.5, "steer", eps=0.1, seed=7)
+    assert torch.equal(torch.stack([again.t_span()[1] for _ in range(500)]), draws)  # seeded
+
+
+def test_steer_draw_state_survives_a_state_dict_round_trip():
+    a = EndTime(0.0, 0.5, "steer", seed=1)
+    for _ in range(3):
+        a.t_span()
+    b = EndTime(0.0, 0.5, "steer", seed=99)
+    b.load_state_dict(a.state_dict())
+    assert float(a.t_span()[1]) == float(b.t_span()[1])

@@ -1,0 +1,7 @@
+"""Training: the Lightning module (coordinate descent), ``train``, the CLI."""
+
+from .module import FlowModule, mean_nll
+from .temporal import temporal_step
+from .train import SUMMARY_KEYS, train
+
+__all__ = ["FlowModule", "SUMMARY_KEYS", "mean_nll", "temporal_step", "train"]

@@ -1,0 +1,153 @@
+"""The Lightning module: one training step is one round of coordinate descent.
+
+1. Solve the flow ODE, L = -mean log p(x) (eq. 4 / 10), weights step on grad_theta L.
+2. In ``toflow`` mode, end-time step on dL/dT + alpha sign(T), then clip (sec. 3.1-3.2).
+
+Optimisation is manual: the weights' optimizer (Adam, with T in it for ``joint``) and
+the end times' own optimizer (Adam) are both configured here so Lightning saves and
+restores their states. The T step calls the wrapped optimizer directly, so that a
+training step advances Lightning's ``global_step`` by exactly one.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from ..config import RunConfig, to_dict
+from ..data import ToyStream, toy_test_set
+from ..models import build_flow
+from .temporal import temporal_step, time_optimized_blocks
+
+
+class ToyBatches(IterableDataset):
+    """Successive batches of a toy stream, starting at sample ``start``."""
+
+    def __init__(self, stream: ToyStream, batch_size: int, start: int = 0):
+        self.stream, self.batch_size, self.start = stream, batch_size, start
+
+    def __iter__(self):
+        position = self.start
+        while True:
+            yield self.stream.take(position, self.batch_size)
+            position += self.batch_size
+
+
+@torch.no_grad()
+def mean_nll(flow, data: torch.Tensor, batch_size: int = 1000) -> float:
+    """-mean log p(x) over ``data`` in nats, with the flow in evaluation mode."""
+    was_training = flow.training
+    flow.eval()
+    total = 0.0
+    for chunk in data.split(batch_size):
+        total += float(-flow.log_prob(chunk).sum())
+    flow.train(was_training)
+    return total / data.shape[0]
+
+
+class FlowModule(pl.LightningModule):
+    def __init__(self, cfg: RunConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.save_hyperparameters({"config": to_dict(cfg)})
+        self.flow = build_flow(cfg)
+        self.automatic_optimization = False
+        self.samples_seen = 0
+        # running totals over the whole run (kept across resumes)
+        self.totals = {"steps": 0, "nfe_forward": 0, "nfe_backward": 0, "step_time": 0.0}
+        self.test_data = toy_test_set(cfg.data.name, cfg.data.test_size)
+        self._val_sum = 0.0
+        self._val_count = 0
+
+    # ---------------------------------------------------------------- optimizers
+    def weight_parameters(self) -> list:
+        end_time_params = {id(et.T) for et in self.flow.end_times()}
+        return [p for p in self.flow.parameters() if id(p) not in end_time_params and p.requires_grad]
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        groups = [{"params": self.weight_parameters(), "weight_decay": o.weight_decay}]
+        joint = [et.T for et in self.flow.end_times() if et.trained_by_weights_optimizer]
+        if joint:
+            groups.append({"params": joint, "weight_decay": 0.0})
+        optimizers = [torch.optim.Adam(groups, lr=o.lr)]
+        timed = [block.end_time.T for block in time_optimized_blocks(self.flow)]
+        if timed:
+            optimizers.append(torch.optim.Adam(timed, lr=self.cfg.time.lr))
+        return optimizers
+
+    # ---------------------------------------------------------------- data
+    def train_dataloader(self):
+        stream = ToyStream(self.cfg.data.name, self.cfg.seed)
+        return DataLoader(ToyBatches(stream, self.cfg.data.batch_size, self.samples_seen), batch_size=None)
+
+    def val_dataloader(self):
+        return DataLoader(self.test_data, batch_size=1000)
+
+    # ---------------------------------------------------------------- training
+    def training_step(self, x: torch.Tensor, batch_idx: int):
+        started = time.perf_counter()
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        weights_opt = optimizers[0]
+        self.flow.reset_nfe()
+
+        # step 1: weights
+        loss = -self.flow.log_prob(x).mean()
+        weights_opt.zero_grad()
+        self.manual_backward(loss)
+        max_norm = self.cfg.optim.max_grad_norm or float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.weight_parameters(), max_norm)
+        weights_opt.step()
+
+        # step 2: end times (toflow mode)
+        time_grads = temporal_step(self.flow, optimizers[1].optimizer) if len(optimizers) > 1 else {}
+
+        nfe = self.flow.nfe
+        step_time = time.perf_counter() - started
+        self.samples_seen += x.shape[0]
+        self.totals["steps"] += 1
+        self.totals["nfe_forward"] += nfe["forward"]
+        self.totals["nfe_backward"] += nfe["backward"]
+        self.totals["step_time"] += step_time
+
+        log = {"train/loss": loss.detach(), "nfe/forward": float(nfe["forward"]),
+               "nfe/backward": float(nfe["backward"]), "train/grad_norm": grad_norm.detach(),
+               "time/step_s": step_time}
+        for index, end_time in enumerate(self.flow.end_times()):
+            log[f"T/block{index}"] = float(end_time.T.detach())
+        for index, grad in time_grads.items():
+            log[f"T_grad/block{index}"] = grad
+        self.log_dict(log, on_step=True, on_epoch=False)
+        self.log("T", float(self.flow.end_times()[0].T.detach()), prog_bar=True, logger=False)
+        self.log("nfe", float(nfe["forward"] + nfe["backward"]), prog_bar=True, logger=False)
+        self.log("loss", loss.detach(), prog_bar=True, logger=False)
+        return loss.detach()
+
+    # ---------------------------------------------------------------- evaluation
+    def on_validation_epoch_start(self):
+        self._val_sum, self._val_count = 0.0, 0
+
+    def validation_step(self, x: torch.Tensor, batch_idx: int):
+        self._val_sum += float(-self.flow.log_prob(x).sum())
+        self._val_count += x.shape[0]
+
+    def on_validation_epoch_end(self):
+        if self._val_count:
+            self.log("test/nll", self._val_sum / self._val_count, prog_bar=True)
+
+    # ---------------------------------------------------------------- checkpoint
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["toflow"] = {"samples_seen": self.samples_seen, "totals": dict(self.totals),
+                                "torch_rng": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("toflow")
+        if state is None:
+            return
+        self.samples_seen = int(state["samples_seen"])
+        self.totals = dict(state["totals"])
+        torch.set_rng_state(state["torch_rng"])

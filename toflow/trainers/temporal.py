@@ -1,0 +1,43 @@
+"""Step 2 of TO-FLOW's coordinate descent (paper sec. 3.1): the end-time update.
+
+After the weights step, for every block whose end time has its own optimizer:
+
+    g_T = dL/dT + alpha sign(T)          (eq. 12-13, plus the gradient of TR, eq. 15-16)
+    T  <- Q(g_T, T)                      (eq. 14, Q = Adam)
+    T  <- Clip(T)                        (eq. 17)
+
+dL/dT comes from eq. 12-13 at z(T) with the updated weights (``grad="alternating"``) or
+from the backward pass that gave the weights' gradient (``grad="joint"``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.optim import Optimizer
+
+
+def time_optimized_blocks(flow) -> list:
+    return [block for block in flow.blocks() if block.end_time.has_own_optimizer]
+
+
+def temporal_step(flow, optimizer: Optimizer) -> dict:
+    """Set dL/dT + alpha sign(T) on each TO-FLOW end time, step ``optimizer``, clip.
+
+    Returns the gradients used, ``{block index: g_T}``, for logging.
+    """
+    used = {}
+    for index, block in enumerate(time_optimized_blocks(flow)):
+        end_time = block.end_time
+        if end_time.grad == "alternating":
+            grad = block.alternating_time_grad()
+        else:
+            grad = end_time.T.grad if end_time.T.grad is not None else torch.zeros_like(end_time.T)
+        grad = grad.detach().reshape(end_time.T.shape) + end_time.regularization_grad()
+        end_time.T.grad = grad.to(end_time.T.dtype)
+        used[index] = float(grad)
+    if used:
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        for block in time_optimized_blocks(flow):
+            block.end_time.clip_()
+    return used

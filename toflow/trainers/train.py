@@ -1,0 +1,126 @@
+"""``train(cfg)``: the whole run the CLI does, from a config to a summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from ..config import ConfigError, RunConfig, to_yaml
+from .callbacks import DensityPlots
+from .module import FlowModule, mean_nll
+from .plots import figure_2d
+
+# Lightning notices that say nothing about this run
+QUIET = (".*manual optimization and every_n_train_steps.*", ".*`weights_only` was not set.*",
+         ".*isinstance\\(treespec, LeafSpec\\).*", ".*does not have many workers.*",
+         ".*litlogger.*")
+
+SUMMARY_KEYS = ("test_nll", "nfe_forward_mean", "nfe_backward_mean", "time_per_iter_s", "wall_s", "steps",
+                "end_times", "params")
+
+
+def run_dir_of(cfg: RunConfig) -> Path:
+    """``trainer.log_dir``, or ``runs/<config name>-<timestamp>`` when it is not set."""
+    if cfg.trainer.log_dir:
+        return Path(cfg.trainer.log_dir)
+    return Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _checkpoint_path(run_dir: Path, cfg: RunConfig) -> Path | None:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if cfg.trainer.resume:
+        if not last.is_file():
+            raise ConfigError(f"trainer.resume: no checkpoint to resume at {last}")
+        return last
+    if last.exists():
+        raise ConfigError(f"trainer.log_dir: {run_dir} already holds a run; pass trainer.resume=true to "
+                          "continue it or choose another trainer.log_dir")
+    return None
+
+
+def train(cfg: RunConfig) -> dict:
+    """Train the flow ``cfg`` describes; leave a run directory; return its summary.
+
+    The run directory holds TensorBoard event files, ``checkpoints/last.ckpt`` and
+    ``best.ckpt``, ``config.yaml``, ``plots/`` and ``summary.json``.
+    """
+    started = time.perf_counter()
+    t = cfg.trainer
+    run_dir = run_dir_of(cfg)
+    ckpt_path = _checkpoint_path(run_dir, cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(run_dir / "config.yaml", to_yaml(cfg))
+
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    pl.seed_everything(cfg.seed, verbose=False)
+    module = FlowModule(cfg)
+    checkpoints = run_dir / "checkpoints"
+    callbacks = [
+        ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="test/nll", mode="min", save_top_k=1,
+                        auto_insert_metric_name=False, enable_version_counter=False),
+        ModelCheckpoint(dirpath=checkpoints, filename="last", every_n_train_steps=t.checkpoint_every,
+                        save_top_k=1, enable_version_counter=False),
+        DensityPlots(t.viz_every, run_dir / "plots", module.test_data),
+    ]
+    if t.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    trainer = pl.Trainer(
+        max_steps=t.max_steps, accelerator=t.accelerator, devices=1, logger=TensorBoardLogger(
+            save_dir=str(run_dir), name="", version="", default_hp_metric=False),
+        callbacks=callbacks, val_check_interval=t.eval_every, check_val_every_n_epoch=None,
+        num_sanity_val_steps=0, inference_mode=False, enable_progress_bar=t.progress_bar,
+        enable_model_summary=False, log_every_n_steps=1, default_root_dir=str(run_dir),
+    )
+    with warnings.catch_warnings():
+        for message in QUIET:
+            warnings.filterwarnings("ignore", message=message)
+        trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    trainer.save_checkpoint(checkpoints / "last.ckpt")
+
+    flow = module.flow
+    test_nll = mean_nll(flow, module.test_data.to(flow.end_time.T))
+    trainer.logger.experiment.add_scalar("test/nll", test_nll, trainer.global_step)
+    fig = figure_2d(flow, module.test_data, title=f"{cfg.name}: test NLL {test_nll:.3f} nats, step {trainer.global_step}")
+    fig.savefig(run_dir / "density.png", dpi=100)
+    trainer.logger.experiment.add_figure("density", fig, trainer.global_step)
+    plt.close(fig)
+    trainer.logger.experiment.flush()
+
+    totals = module.totals
+    steps = max(totals["steps"], 1)
+    summary = {
+        "name": cfg.name,
+        "mode": cfg.time.mode,
+        "solver": cfg.solver.name,
+        "test_nll": test_nll,
+        "nfe_forward_mean": totals["nfe_forward"] / steps,
+        "nfe_backward_mean": totals["nfe_backward"] / steps,
+        "time_per_iter_s": totals["step_time"] / steps,
+        "wall_s": time.perf_counter() - started,
+        "steps": int(trainer.global_step),
+        "end_times": [float(et.T.detach()) if et.mode != "steer" else et.T0 for et in flow.end_times()],
+        "params": sum(p.numel() for p in flow.parameters() if p.requires_grad),
+        "log_dir": str(run_dir),
+    }
+    _write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+__all__ = ["train", "SUMMARY_KEYS", "run_dir_of"]
