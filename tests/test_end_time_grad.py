@@ -21,7 +21,8 @@ def make_flow(sensitivity, grad="joint", T=0.6):
 def loss_at(flow, x, T):
     with torch.no_grad():
         flow.end_time.T.fill_(T)
-    return float(-flow.log_prob(x).mean())
+    with torch.no_grad():
+        return float(-flow.log_prob(x).mean())
 
 
 def finite_difference(flow, x, T, h=1e-4):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
+from pathlib import Path
 
 from ..config import ConfigError, load_config
 from .train import train
@@ -31,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{summary['name']} [{summary['mode']}, {summary['solver']}]: test NLL {summary['test_nll']:.4f} nats | "
           f"steps {summary['steps']} | NFE fwd {summary['nfe_forward_mean']:.1f} bwd {summary['nfe_backward_mean']:.1f} "
           f"| {summary['time_per_iter_s']:.3f} s/step | T {', '.join(f'{T:.3f}' for T in summary['end_times'])}")
-    print(f"run: {summary['log_dir']}  (tensorboard --logdir {summary['log_dir']})")
+    board = shutil.which("tensorboard") or str(Path(sys.executable).with_name("tensorboard"))
+    print(f"run: {summary['log_dir']}  (open it with: {board} --logdir {summary['log_dir']})")
     return 0
 
 
