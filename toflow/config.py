@@ -57,6 +57,7 @@ class SolverConfig:
     test_atol: Optional[float] = None  # evaluation tolerances; None: the training ones
     test_rtol: Optional[float] = None
     max_steps: int = 10000
+    step_size: Optional[float] = None  # fixed-step solvers (rk4, euler): the largest step
 
 
 @dataclass
@@ -98,7 +99,7 @@ CHOICES = {
     "model.probe": ("rademacher", "gaussian"),
     "time.mode": ("fixed", "joint", "steer", "toflow"),
     "time.grad": ("alternating", "joint"),
-    "solver.name": ("dopri5",),
+    "solver.name": ("dopri5", "aca", "mali", "rk4", "euler"),
     "solver.sensitivity": ("adjoint", "autograd"),
     "trainer.accelerator": ("cpu", "gpu", "cuda", "auto"),
 }
@@ -203,12 +204,15 @@ def validate(cfg: RunConfig) -> None:
                 "time.lr", "optim.lr", "trainer.max_steps", "trainer.eval_every", "trainer.viz_every",
                 "trainer.checkpoint_every"):
         positive(key)
-    for key in ("solver.test_atol", "solver.test_rtol", "optim.max_grad_norm", "trainer.num_threads"):
+    for key in ("solver.test_atol", "solver.test_rtol", "solver.step_size", "optim.max_grad_norm",
+                "trainer.num_threads"):
         positive(key, allow_none=True)
     for key in ("time.alpha", "time.eps", "optim.weight_decay"):
         positive(key, allow_zero=True)
     if not cfg.model.hidden or any(h <= 0 for h in cfg.model.hidden):
         raise ConfigError(f"model.hidden: must be a non-empty list of positive widths, got {cfg.model.hidden}")
+    if cfg.solver.name in ("rk4", "euler") and cfg.solver.step_size is None:
+        raise ConfigError(f"solver.step_size: {cfg.solver.name} is a fixed-step solver and needs one (e.g. 0.25)")
     t = cfg.time
     if t.T0 <= t.t0:
         raise ConfigError(f"time.T0: must exceed time.t0 = {t.t0}, got {t.T0}")

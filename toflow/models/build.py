@@ -20,6 +20,6 @@ def build_flow(cfg: RunConfig) -> CNF:
     """The flow a config describes: for the 2-D sets, one CNF block over a ConcatSquash MLP."""
     s = cfg.solver
     solver = build_solver(s.name, atol=s.atol, rtol=s.rtol, sensitivity=s.sensitivity, test_atol=s.test_atol,
-                          test_rtol=s.test_rtol, max_steps=s.max_steps)
+                          test_rtol=s.test_rtol, max_steps=s.max_steps, step_size=s.step_size)
     field = ConcatSquashMLP(TOY_DIM, cfg.model.hidden, cfg.model.activation)
     return CNF(field, build_end_time(cfg), solver, trace=cfg.model.trace, probe=cfg.model.probe)

@@ -32,33 +32,25 @@ def standard_normal_logprob(z: Tensor) -> Tensor:
 class CNFDynamics(nn.Module):
     """F(t, s) for s = [z, l]: returns [f(z, t), -Tr(df/dz)], flattened per sample.
 
-    Counts its evaluations (``nfe``) by phase, forward or backward, and stops a solve
-    that exceeds ``max_evaluations``.
+    Counts its evaluations (``nfe``) by phase: forward, or backward once the gradient
+    of the solve's output has arrived.
     """
 
-    def __init__(self, field: nn.Module, trace, event_shape: Sequence[int], max_evaluations: int):
+    def __init__(self, field: nn.Module, trace, event_shape: Sequence[int]):
         super().__init__()
         self.field, self.trace = field, trace
         self.event_shape = tuple(event_shape)
         self.numel = math.prod(self.event_shape)
-        self.max_evaluations = max_evaluations
         self.probe: Tensor | None = None
         self.nfe = {"forward": 0, "backward": 0}
-        self.phase, self._in_phase = "forward", 0
+        self.phase = "forward"
 
     def begin(self, phase: str) -> None:
-        """Start counting a new solve in ``phase`` (``forward`` or ``backward``)."""
-        self.phase, self._in_phase = phase, 0
-
-    def _count(self) -> None:
-        self.nfe[self.phase] += 1
-        self._in_phase += 1
-        if self._in_phase > self.max_evaluations:
-            raise SolverError(f"{self.phase} solve exceeded {self.max_evaluations} field evaluations "
-                              f"(solver.max_steps)")
+        """Count the following evaluations as ``phase`` (``forward`` or ``backward``)."""
+        self.phase = phase
 
     def forward(self, t: Tensor, state: Tensor, args=None) -> Tensor:
-        self._count()
+        self.nfe[self.phase] += 1
         z = state[:, : self.numel].reshape(-1, *self.event_shape)
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
@@ -87,7 +79,7 @@ class CNF(nn.Module):
         self.end_time = end_time if end_time is not None else EndTime()
         self.solver = solver if solver is not None else Dopri5()
         self.trace = make_trace(trace, math.prod(event_shape), probe) if isinstance(trace, str) else trace
-        self.dynamics = CNFDynamics(field, self.trace, event_shape, self.solver.max_evaluations)
+        self.dynamics = CNFDynamics(field, self.trace, event_shape)
         self.ode = self.solver.build(self.dynamics)
         self.event_shape = event_shape
         self.end_state: Tensor | None = None  # s(T) of the last training solve, for eq. 12-13

@@ -1,0 +1,207 @@
+"""Every solver: accuracy at its order, gradients for weights, x and T, and its own guarantees."""
+
+import math
+
+import pytest
+import torch
+
+from toflow.models import CNF, ConcatSquashMLP, EndTime, LinearField
+from toflow.solvers import ACA, MALI, RK4, SOLVERS, Dopri5, Euler, SolverError, Tolerance, build_solver
+from toflow.solvers.integrators import AdaptiveDopri5, AdaptiveLeapfrog, FixedGrid
+
+A = torch.tensor([[-0.3, 0.8], [-0.5, 0.2]], dtype=torch.float64)
+
+
+def linear(t, y):
+    return y @ A.T
+
+
+def exact(y0, T):
+    return y0 @ torch.matrix_exp(A * T).T
+
+
+Y0 = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+
+
+@pytest.mark.parametrize("integrator", [AdaptiveDopri5(), AdaptiveLeapfrog()])
+def test_adaptive_integrators_reach_tight_tolerances(integrator):
+    y1, _ = integrator.integrate(linear, Y0, 0.0, 1.3, Tolerance(1e-8, 1e-8), 10**6)
+    bound = 1e-7 if isinstance(integrator, AdaptiveDopri5) else 1e-5
+    assert (y1 - exact(Y0, 1.3)).abs().max() < bound
+
+
+@pytest.mark.parametrize("method,order", [("rk4", 4), ("euler", 1)])
+def test_fixed_step_methods_converge_at_their_order(method, order):
+    errors = []
+    for h in (0.1, 0.05):
+        y1, _ = FixedGrid(method, h).integrate(linear, Y0, 0.0, 1.0, Tolerance(1, 1), 10**6)
+        errors.append(float((y1 - exact(Y0, 1.0)).abs().max()))
+    rate = math.log2(errors[0] / errors[1])
+    assert abs(rate - order) < 0.25
+
+
+def test_leapfrog_converges_at_second_order():
+    from toflow.solvers.steps import alf_step
+
+    errors = []
+    for h in (0.02, 0.01):
+        y, v, t = Y0, linear(None, Y0), 0.0
+        for _ in range(round(1.0 / h)):
+            y, v, _ = alf_step(linear, t, h, y, v)
+            t += h
+        errors.append(float((y - exact(Y0, 1.0)).abs().max()))
+    assert abs(math.log2(errors[0] / errors[1]) - 2) < 0.25
+
+
+def test_integrators_run_backward_in_time():
+    y1, _ = AdaptiveDopri5().integrate(linear, Y0, 1.0, 0.2, Tolerance(1e-9, 1e-9), 10**5)
+    assert (y1 - exact(Y0, -0.8)).abs().max() < 1e-7
+
+
+def test_mali_inverts_back_to_the_initial_state():
+    from toflow.solvers.steps import alf_inverse
+
+    steps = []
+    field = ConcatSquashMLP(2, (16, 16)).double()
+
+    def f(t, y):
+        return field(t, y)
+
+    with torch.no_grad():
+        v0 = f(torch.tensor(0.0, dtype=torch.float64), Y0)
+        y, v = AdaptiveLeapfrog().integrate_pair(f, Y0, v0, 0.0, 1.0, Tolerance(1e-6, 1e-6), 10**5,
+                                                  record=lambda t, h, y: steps.append((t, h)))
+        assert len(steps) > 5 and (y - Y0).abs().max() > 1e-2
+        for t, h in reversed(steps):
+            y, v = alf_inverse(f, t, h, y, v)
+    assert (y - Y0).abs().max() < 1e-6 and (v - v0).abs().max() < 1e-6
+
+
+# ------------------------------------------------------------------ gradients on a small CNF
+SOLVER_CASES = {
+    "dopri5-adjoint": lambda: Dopri5(atol=1e-9, rtol=1e-9, sensitivity="adjoint"),
+    "dopri5-autograd": lambda: Dopri5(atol=1e-9, rtol=1e-9, sensitivity="autograd"),
+    "aca": lambda: ACA(atol=1e-9, rtol=1e-9),
+    "mali": lambda: MALI(atol=1e-9, rtol=1e-9),
+    "rk4-autograd": lambda: RK4(step_size=0.02, sensitivity="autograd"),
+    "rk4-adjoint": lambda: RK4(step_size=0.02, sensitivity="adjoint"),
+    "euler-autograd": lambda: Euler(step_size=0.01, sensitivity="autograd"),
+}
+X = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+
+
+def small_cnf(solver):
+    torch.manual_seed(3)
+    return CNF(ConcatSquashMLP(2, (8, 8)), EndTime(0.0, 0.6, "toflow", grad="joint"), solver, trace="exact").double()
+
+
+def loss_fn(flow, x):
+    return -flow.log_prob(x).mean()
+
+
+def central_difference(fn, h=1e-5):
+    return (fn(h) - fn(-h)) / (2 * h)
+
+
+@pytest.mark.parametrize("case", SOLVER_CASES)
+def test_gradients_match_finite_differences(case):
+    flow = small_cnf(SOLVER_CASES[case]())
+    x = X.clone().requires_grad_(True)
+    loss = loss_fn(flow, x)
+    loss.backward()
+    weight = flow.field.layers[1].layer.weight
+    T = flow.end_time.T
+    got = {"weight": float(weight.grad[2, 3]), "x": float(x.grad[1, 0]), "T": float(T.grad)}
+
+    def shifted(tensor, index):
+        def at(h):
+            with torch.no_grad():
+                tensor[index] += h
+                value = float(loss_fn(flow, X))
+                tensor[index] -= h
+            return value
+        return at
+
+    def shifted_x(h):
+        moved = X.clone()
+        moved[1, 0] += h
+        with torch.no_grad():
+            return float(loss_fn(flow, moved))
+
+    fd = {"weight": central_difference(shifted(weight.data, (2, 3))), "x": central_difference(shifted_x),
+          "T": central_difference(shifted(T.data, ()))}
+    # dL/dT = a(T) . F(T) is the continuous derivative; the finite difference sees the discrete map,
+    # which differs by the solver's error: O(h) for Euler with h = 0.01, below 1e-6 for the others.
+    tolerances = {"weight": 1e-6, "x": 1e-6, "T": 3e-2 if case.startswith("euler") else 1e-6}
+    for key in got:
+        assert abs(got[key] - fd[key]) <= tolerances[key] * max(1.0, abs(fd[key])), (key, got[key], fd[key])
+
+
+def test_aca_equals_autograd_through_the_same_steps():
+    grads = {}
+    for name, solver in (("aca", ACA(atol=1e-6, rtol=1e-6)), ("autograd", Dopri5(atol=1e-6, rtol=1e-6,
+                                                                                   sensitivity="autograd"))):
+        flow = small_cnf(solver)
+        x = X.clone().requires_grad_(True)
+        loss_fn(flow, x).backward()
+        grads[name] = torch.cat([x.grad.flatten()] + [p.grad.flatten() for p in flow.field.parameters()]
+                                + [flow.end_time.T.grad.reshape(1)])
+        grads[name + "_nfe"] = flow.nfe
+    rel = (grads["aca"] - grads["autograd"]).norm() / grads["autograd"].norm()
+    assert rel < 1e-6
+    assert grads["aca_nfe"]["forward"] == grads["autograd_nfe"]["forward"]  # each accepted step computed once
+
+
+def test_every_solver_is_registered_and_trains_T():
+    assert set(SOLVERS) == {"dopri5", "aca", "mali", "rk4", "euler"}
+    x = torch.randn(64, 2) * 2
+    for name in SOLVERS:
+        solver = build_solver(name, atol=1e-4, rtol=1e-4, step_size=0.1 if name in ("rk4", "euler") else None)
+        flow = CNF(ConcatSquashMLP(2, (16, 16)), EndTime(0.0, 0.5, "toflow", grad="joint"), solver)
+        opt_w = torch.optim.Adam([p for n, p in flow.named_parameters() if not n.endswith("end_time.T")], 1e-2)
+        opt_t = torch.optim.Adam([flow.end_time.T], 1e-2)
+        for _ in range(3):
+            loss = loss_fn(flow, x)
+            assert torch.isfinite(loss)
+            opt_w.zero_grad()
+            opt_t.zero_grad()
+            loss.backward()
+            opt_w.step()
+            opt_t.step()
+        assert float(flow.end_time.T.detach()) != 0.5, name
+        assert flow.nfe["forward"] > 0 and flow.nfe["backward"] > 0, name
+
+
+def test_float64_end_to_end():
+    for solver in (Dopri5(atol=1e-12, rtol=1e-12), ACA(atol=1e-12, rtol=1e-12)):
+        flow = CNF(LinearField(A), EndTime(0.0, 1.0, "fixed"), solver).double()
+        with torch.no_grad():
+            z, _ = flow(Y0)
+        assert (z - exact(Y0, 1.0)).abs().max() < 1e-10
+
+
+def test_step_underflow_and_max_steps_are_errors():
+    def blowup(t, y):
+        return y.pow(2) * 1e3  # y' = 1000 y^2 blows up at t = 1e-3 for y0 = 1
+
+    with pytest.raises(SolverError, match="underflow|max_steps"):
+        AdaptiveDopri5().integrate(blowup, torch.ones(1, 1, dtype=torch.float64), 0.0, 1.0, Tolerance(1e-8, 1e-8),
+                                   10**6)
+    with pytest.raises(SolverError, match="solver.max_steps"):
+        AdaptiveLeapfrog().integrate(linear, Y0, 0.0, 1.0, Tolerance(1e-12, 1e-12), 5)
+    with pytest.raises(SolverError, match="solver.max_steps"):
+        FixedGrid("rk4", 0.01).integrate(linear, Y0, 0.0, 1.0, Tolerance(1, 1), 50)
+
+
+def test_seminorm_leaves_the_integral_columns_out():
+    # the second column grows wildly but only the first is controlled: few steps
+    def f(t, y):
+        return torch.cat([-y[:, :1], 1e4 * torch.cos(50 * t) * torch.ones_like(y[:, 1:])], 1)
+
+    counts = {}
+    for controlled in (1, None):
+        steps = []
+        AdaptiveDopri5().integrate(f, torch.ones(3, 2, dtype=torch.float64), 0.0, 1.0,
+                                   Tolerance(1e-6, 1e-6, controlled), 10**5, record=lambda t, h, y: steps.append(h))
+        counts[controlled] = len(steps)
+    assert counts[1] * 5 < counts[None]

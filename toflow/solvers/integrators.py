@@ -1,0 +1,125 @@
+"""Integrators: loops of steps from t0 to t1 (either direction), with no gradient logic.
+
+Each ``integrate(f, y0, t0, t1, tol, max_steps, record)`` returns ``(y1, f1)`` where
+``f1 = f(t1, y1)`` if the method has it for free (dopri5's last stage), else None.
+``record(t, h, y)`` is called with every accepted step's start, for the checkpointing
+sensitivities. Time is carried in Python floats (double precision) whatever the state's
+dtype; the last step lands exactly on t1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from torch import Tensor
+
+from .control import StepBudget, Tolerance, initial_step, next_step
+from .steps import alf_step, at, dopri5_step, euler_step, rk4_step
+
+Record = Optional[Callable[[float, float, Tensor], None]]
+
+
+def _direction(t0: float, t1: float) -> float:
+    return 1.0 if t1 >= t0 else -1.0
+
+
+def _clamp_to_end(t: float, h: float, t1: float, direction: float) -> tuple[float, bool]:
+    """Shorten h to land on t1; also land when the remainder would be a sliver."""
+    remaining = t1 - t
+    if direction * (h - remaining) >= 0 or abs(remaining - h) < 1e-10 * abs(remaining):
+        return remaining, True
+    return h, False
+
+
+@dataclass(frozen=True)
+class AdaptiveDopri5:
+    """Dormand-Prince 5(4) with error control; 6 new evaluations per step (FSAL)."""
+
+    error_order = 4
+    adaptive = True
+
+    def integrate(self, f, y0: Tensor, t0: float, t1: float, tol: Tolerance, max_steps: int, record: Record = None):
+        if t1 == t0:
+            return y0, None
+        direction = _direction(t0, t1)
+        budget = StepBudget(max_steps, t0, t1, y0.dtype)
+        k1 = f(at(t0, y0), y0)
+        h = direction * initial_step(f, t0, y0, k1, self.error_order, tol, direction)
+        t, y = t0, y0
+        while True:
+            h, last = _clamp_to_end(t, h, t1, direction)
+            budget.spend(t, h)
+            y_new, error, k7 = dopri5_step(f, t, h, y, k1)
+            ratio = tol.ratio(error, y, y_new)
+            accepted = ratio <= 1.0
+            if accepted:
+                if record is not None:
+                    record(t, h, y)
+                t, y, k1 = (t1 if last else t + h), y_new, k7
+                if last:
+                    return y, k1
+            h = direction * next_step(abs(h), ratio, self.error_order, accepted)
+
+
+@dataclass(frozen=True)
+class FixedGrid:
+    """A fixed-step method on n = ceil(|t1 - t0| / step_size) equal steps."""
+
+    method: str  # "rk4" or "euler"
+    step_size: float
+    adaptive = False
+
+    def steps(self, t0: float, t1: float) -> tuple[int, float]:
+        n = max(1, math.ceil(abs(t1 - t0) / self.step_size - 1e-9))
+        return n, (t1 - t0) / n
+
+    def integrate(self, f, y0: Tensor, t0: float, t1: float, tol: Tolerance, max_steps: int, record: Record = None):
+        if t1 == t0:
+            return y0, None
+        n, h = self.steps(t0, t1)
+        budget = StepBudget(max_steps, t0, t1, y0.dtype)
+        step = rk4_step if self.method == "rk4" else euler_step
+        y = y0
+        for i in range(n):
+            t = t0 + i * h
+            budget.spend(t, h)
+            if record is not None:
+                record(t, h, y)
+            y = step(f, t, h, y)
+        return y, None
+
+
+@dataclass(frozen=True)
+class AdaptiveLeapfrog:
+    """MALI's asynchronous leapfrog over (y, v), v(t0) = f(t0, y0), with error control
+    (estimate h/2 (u - v), first order); one evaluation per step."""
+
+    error_order = 1
+    adaptive = True
+
+    def integrate_pair(self, f, y0: Tensor, v0: Tensor, t0: float, t1: float, tol: Tolerance, max_steps: int,
+                       record: Record = None):
+        direction = _direction(t0, t1)
+        budget = StepBudget(max_steps, t0, t1, y0.dtype)
+        h = direction * initial_step(f, t0, y0, v0, self.error_order, tol, direction)
+        t, y, v = t0, y0, v0
+        while t != t1:
+            h, last = _clamp_to_end(t, h, t1, direction)
+            budget.spend(t, h)
+            y_new, v_new, error = alf_step(f, t, h, y, v)
+            ratio = tol.ratio(error, y, y_new)
+            accepted = ratio <= 1.0
+            if accepted:
+                if record is not None:
+                    record(t, h, y)
+                t, y, v = (t1 if last else t + h), y_new, v_new
+            h = direction * next_step(abs(h), ratio, self.error_order, accepted)
+        return y, v
+
+    def integrate(self, f, y0: Tensor, t0: float, t1: float, tol: Tolerance, max_steps: int, record: Record = None):
+        if t1 == t0:
+            return y0, None
+        y, _ = self.integrate_pair(f, y0, f(at(t0, y0), y0), t0, t1, tol, max_steps, record)
+        return y, None
