@@ -67,3 +67,15 @@ def test_bad_override_exits_2_with_one_line():
     done = run_cli("trainer.max_step=2")
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "trainer.max_steps" in done.stderr
+
+
+def test_every_solver_trains_from_a_config(tmp_path: Path):
+    import toflow
+
+    for name in ("aca", "mali", "rk4"):
+        cfg = toflow.load_config("configs/toy_checkerboard_toflow.yaml", [
+            f"solver.name={name}", "solver.step_size=0.1", "trainer.max_steps=3", f"trainer.log_dir={tmp_path / name}",
+            *SMALL])
+        summary = toflow.train(cfg)
+        assert summary["steps"] == 3 and summary["solver"] == name
+        assert summary["end_times"][0] != 0.5 and summary["nfe_backward_mean"] > 0
