@@ -33,6 +33,32 @@ def _clamp_to_end(t: float, h: float, t1: float, direction: float) -> tuple[floa
     return h, False
 
 
+def _adaptive_loop(f, attempt, y0: Tensor, carry: Tensor, f0: Tensor, t0: float, t1: float, error_order: int,
+                   tol: Tolerance, max_steps: int, record: Record):
+    """The accept/reject loop shared by the adaptive methods.
+
+    ``attempt(t, h, y, carry) -> (y_new, carry_new, error)``, where ``carry`` is what a
+    method hands from step to step (dopri5's last stage, the leapfrog's velocity) and
+    ``f0 = f(t0, y0)`` seeds the first step size. Returns the end state and carry.
+    """
+    direction = _direction(t0, t1)
+    budget = StepBudget(max_steps, t0, t1, y0.dtype)
+    h = direction * initial_step(f, t0, y0, f0, error_order, tol, direction)
+    t, y = t0, y0
+    while t != t1:
+        h, last = _clamp_to_end(t, h, t1, direction)
+        budget.spend(t, h)
+        y_new, carry_new, error = attempt(t, h, y, carry)
+        ratio = tol.ratio(error, y, y_new)
+        accepted = ratio <= 1.0
+        if accepted:
+            if record is not None:
+                record(t, h, y)
+            t, y, carry = (t1 if last else t + h), y_new, carry_new
+        h = direction * next_step(abs(h), ratio, error_order, accepted)
+    return y, carry
+
+
 @dataclass(frozen=True)
 class AdaptiveDopri5:
     """Dormand-Prince 5(4) with error control; 6 new evaluations per step (FSAL)."""
@@ -43,24 +69,13 @@ class AdaptiveDopri5:
     def integrate(self, f, y0: Tensor, t0: float, t1: float, tol: Tolerance, max_steps: int, record: Record = None):
         if t1 == t0:
             return y0, None
-        direction = _direction(t0, t1)
-        budget = StepBudget(max_steps, t0, t1, y0.dtype)
         k1 = f(at(t0, y0), y0)
-        h = direction * initial_step(f, t0, y0, k1, self.error_order, tol, direction)
-        t, y = t0, y0
-        while True:
-            h, last = _clamp_to_end(t, h, t1, direction)
-            budget.spend(t, h)
-            y_new, error, k7 = dopri5_step(f, t, h, y, k1)
-            ratio = tol.ratio(error, y, y_new)
-            accepted = ratio <= 1.0
-            if accepted:
-                if record is not None:
-                    record(t, h, y)
-                t, y, k1 = (t1 if last else t + h), y_new, k7
-                if last:
-                    return y, k1
-            h = direction * next_step(abs(h), ratio, self.error_order, accepted)
+
+        def attempt(t, h, y, k):
+            y_new, error, k7 = dopri5_step(f, t, h, y, k)
+            return y_new, k7, error
+
+        return _adaptive_loop(f, attempt, y0, k1, k1, t0, t1, self.error_order, tol, max_steps, record)
 
 
 @dataclass(frozen=True)
@@ -101,22 +116,10 @@ class AdaptiveLeapfrog:
 
     def integrate_pair(self, f, y0: Tensor, v0: Tensor, t0: float, t1: float, tol: Tolerance, max_steps: int,
                        record: Record = None):
-        direction = _direction(t0, t1)
-        budget = StepBudget(max_steps, t0, t1, y0.dtype)
-        h = direction * initial_step(f, t0, y0, v0, self.error_order, tol, direction)
-        t, y, v = t0, y0, v0
-        while t != t1:
-            h, last = _clamp_to_end(t, h, t1, direction)
-            budget.spend(t, h)
-            y_new, v_new, error = alf_step(f, t, h, y, v)
-            ratio = tol.ratio(error, y, y_new)
-            accepted = ratio <= 1.0
-            if accepted:
-                if record is not None:
-                    record(t, h, y)
-                t, y, v = (t1 if last else t + h), y_new, v_new
-            h = direction * next_step(abs(h), ratio, self.error_order, accepted)
-        return y, v
+        def attempt(t, h, y, v):
+            return alf_step(f, t, h, y, v)
+
+        return _adaptive_loop(f, attempt, y0, v0, v0, t0, t1, self.error_order, tol, max_steps, record)
 
     def integrate(self, f, y0: Tensor, t0: float, t1: float, tol: Tolerance, max_steps: int, record: Record = None):
         if t1 == t0:
