@@ -61,6 +61,12 @@ class SolverConfig:
 
 
 @dataclass
+class RegularizersConfig:
+    kinetic: float = 0.0  # coefficient of int 0.5 ||f||^2 / D dt
+    jacobian_frobenius: float = 0.0  # coefficient of int ||df/dz||_F^2 / D dt
+
+
+@dataclass
 class OptimConfig:
     lr: float = 1.0e-3
     weight_decay: float = 1.0e-5
@@ -88,6 +94,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     time: TimeConfig = field(default_factory=TimeConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
+    regularizers: RegularizersConfig = field(default_factory=RegularizersConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
@@ -207,7 +214,8 @@ def validate(cfg: RunConfig) -> None:
     for key in ("solver.test_atol", "solver.test_rtol", "solver.step_size", "optim.max_grad_norm",
                 "trainer.num_threads"):
         positive(key, allow_none=True)
-    for key in ("time.alpha", "time.eps", "optim.weight_decay"):
+    for key in ("time.alpha", "time.eps", "optim.weight_decay", "regularizers.kinetic",
+                "regularizers.jacobian_frobenius"):
         positive(key, allow_zero=True)
     if not cfg.model.hidden or any(h <= 0 for h in cfg.model.hidden):
         raise ConfigError(f"model.hidden: must be a non-empty list of positive widths, got {cfg.model.hidden}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..config import RunConfig
+from ..regularizers import build_regularizers
 from ..solvers import build_solver
 from .cnf import CNF
 from .end_time import EndTime
@@ -22,4 +23,6 @@ def build_flow(cfg: RunConfig) -> CNF:
     solver = build_solver(s.name, atol=s.atol, rtol=s.rtol, sensitivity=s.sensitivity, test_atol=s.test_atol,
                           test_rtol=s.test_rtol, max_steps=s.max_steps, step_size=s.step_size)
     field = ConcatSquashMLP(TOY_DIM, cfg.model.hidden, cfg.model.activation)
-    return CNF(field, build_end_time(cfg), solver, trace=cfg.model.trace, probe=cfg.model.probe)
+    regularizers = build_regularizers(kinetic=cfg.regularizers.kinetic,
+                                      jacobian_frobenius=cfg.regularizers.jacobian_frobenius)
+    return CNF(field, build_end_time(cfg), solver, regularizers, trace=cfg.model.trace, probe=cfg.model.probe)

@@ -1,12 +1,15 @@
 """The continuous normalizing flow block (paper eq. 2-4).
 
-The block integrates the augmented state s = [z, l] with
+The block integrates the augmented state s = [z, l, r_1 .. r_k] with
 
-    d/dt [z, l] = [f(z, t), -Tr(df/dz)],   [z, l](t0) = [x, 0],
+    d/dt [z, l, r_j] = [f(z, t), -Tr(df/dz), g_j(z, t)],   s(t0) = [x, 0, 0],
 
 from t0 to its end time T, so that
 
-    log p(x) = log N(z(T); 0, I) + int_{t0}^{T} Tr(df/dz) dt = log N(z(T); 0, I) - l(T).
+    log p(x) = log N(z(T); 0, I) + int_{t0}^{T} Tr(df/dz) dt = log N(z(T); 0, I) - l(T),
+
+and r_j(T) = int g_j dt are the spatial regularisers' integrals (eq. 5). The solver's
+error norm sees z only.
 
 Sampling integrates dz/dt = f from T back to t0, starting from z(T) ~ N(0, I).
 """
@@ -14,7 +17,7 @@ Sampling integrates dz/dt = f from T back to t0, starting from z(T) ~ N(0, I).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -29,16 +32,24 @@ def standard_normal_logprob(z: Tensor) -> Tensor:
     return -0.5 * (z.pow(2) + math.log(2 * math.pi)).flatten(1).sum(1)
 
 
+class FlowOutput(NamedTuple):
+    z: Tensor  # z(T)
+    log_det: Tensor  # int Tr(df/dz) dt, one per sample
+    regularization: dict  # name -> int g dt, one per sample
+
+
 class CNFDynamics(nn.Module):
-    """F(t, s) for s = [z, l]: returns [f(z, t), -Tr(df/dz)], flattened per sample.
+    """F(t, s) for s = [z, l, r..]: returns [f(z, t), -Tr(df/dz), g_j(z, t)..], flattened per sample.
 
     Counts its evaluations (``nfe``) by phase: forward, or backward once the gradient
     of the solve's output has arrived.
     """
 
-    def __init__(self, field: nn.Module, trace, event_shape: Sequence[int]):
+    def __init__(self, field: nn.Module, trace, event_shape: Sequence[int], regularizers: Sequence = ()):
         super().__init__()
         self.field, self.trace = field, trace
+        self.regularizers = tuple(regularizers)
+        self.frobenius = any(r.needs_frobenius for r in self.regularizers)
         self.event_shape = tuple(event_shape)
         self.numel = math.prod(self.event_shape)
         self.probe: Tensor | None = None
@@ -57,10 +68,11 @@ class CNFDynamics(nn.Module):
             if not (create_graph and z.requires_grad):
                 z = z.detach().requires_grad_(True)
             dz = self.field(t, z)
-            divergence = self.trace(dz, z, self.probe, create_graph)
-        if not create_graph:
-            dz, divergence = dz.detach(), divergence.detach()
-        return torch.cat([dz.flatten(1), -divergence[:, None]], 1)
+            divergence, frobenius_sq = self.trace(dz, z, self.probe, create_graph, self.frobenius)
+            columns = [dz.flatten(1), -divergence[:, None]]
+            columns += [r.integrand(dz, frobenius_sq)[:, None] for r in self.regularizers]
+        out = torch.cat(columns, 1)
+        return out if create_graph else out.detach()
 
 
 class CNF(nn.Module):
@@ -73,13 +85,15 @@ class CNF(nn.Module):
     """
 
     def __init__(self, field: nn.Module, end_time: EndTime | None = None, solver: Solver | None = None,
-                 trace: str = "auto", probe: str = "rademacher", event_shape: Sequence[int] | None = None):
+                 regularizers: Sequence = (), trace: str = "auto", probe: str = "rademacher",
+                 event_shape: Sequence[int] | None = None):
         super().__init__()
         event_shape = tuple(event_shape) if event_shape is not None else (field.dim,)
         self.end_time = end_time if end_time is not None else EndTime()
         self.solver = solver if solver is not None else Dopri5()
         self.trace = make_trace(trace, math.prod(event_shape), probe) if isinstance(trace, str) else trace
-        self.dynamics = CNFDynamics(field, self.trace, event_shape)
+        self.regularizers = tuple(regularizers)
+        self.dynamics = CNFDynamics(field, self.trace, event_shape, self.regularizers)
         self.ode = self.solver.build(self.dynamics)
         self.event_shape = event_shape
         self.end_state: Tensor | None = None  # s(T) of the last training solve, for eq. 12-13
@@ -93,8 +107,13 @@ class CNF(nn.Module):
     # ---------------------------------------------------------------- density
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x -> (z(T), int_{t0}^{T} Tr(df/dz) dt)."""
+        z, log_det, _ = self.transform(x)
+        return z, log_det
+
+    def transform(self, x: Tensor) -> FlowOutput:
+        """x -> z(T), the log-determinant and the regularisers' integrals."""
         batch = x.shape[0]
-        state = torch.cat([x.reshape(batch, -1), x.new_zeros(batch, 1)], 1)
+        state = torch.cat([x.reshape(batch, -1), x.new_zeros(batch, 1 + len(self.regularizers))], 1)
         if self.trace.needs_probe:
             self.dynamics.probe = self.trace.sample_probe(x)
         t_span = self.end_time.t_span().to(x.dtype)
@@ -107,8 +126,10 @@ class CNF(nn.Module):
             end.register_hook(self._on_backward)
         if self.training:
             self.end_state, self.end_adjoint, self.end_T = end.detach(), None, t_span[-1].detach()
-        z = end[:, : self.dynamics.numel].reshape(batch, *self.event_shape)
-        return z, -end[:, -1]
+        n = self.dynamics.numel
+        z = end[:, :n].reshape(batch, *self.event_shape)
+        regularization = {r.name: end[:, n + 1 + j] for j, r in enumerate(self.regularizers)}
+        return FlowOutput(z, -end[:, n], regularization)
 
     def _on_backward(self, grad: Tensor) -> None:
         self.dynamics.begin("backward")

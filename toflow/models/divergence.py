@@ -1,8 +1,10 @@
 """Estimators of the divergence Tr(df/dz) that drives the log-density (paper eq. 2).
 
 Both take the field's output ``dz`` (computed from ``z`` with the graph kept) and return
-one trace per sample. ``create_graph`` must be true whenever the trace itself will be
-differentiated (autograd through the solver, or the adjoint's vector-Jacobian products).
+one trace per sample and, when ``frobenius`` is asked for, the squared Frobenius norm
+||df/dz||_F^2 from the same vector-Jacobian products (else None). ``create_graph`` must
+be true whenever the results will be differentiated (autograd through the solver, or
+the adjoint's vector-Jacobian products).
 """
 
 from __future__ import annotations
@@ -14,19 +16,25 @@ from torch import Tensor
 class ExactTrace:
     """Tr(J) = sum_i (e_i^T J)_i: one vector-Jacobian product per dimension (FFJORD's brute force).
 
-    Exact; costs D backward passes, so it is the default only at low dimension.
+    Exact; costs D backward passes, so it is the default only at low dimension. The rows
+    it computes give ||J||_F^2 = sum_i ||e_i^T J||^2 exactly.
     """
 
     name = "exact"
     needs_probe = False
 
-    def __call__(self, dz: Tensor, z: Tensor, probe: Tensor | None, create_graph: bool) -> Tensor:
+    def __call__(self, dz: Tensor, z: Tensor, probe: Tensor | None, create_graph: bool,
+                 frobenius: bool = False) -> tuple[Tensor, Tensor | None]:
         dz_flat = dz.flatten(1)
         trace = torch.zeros(dz.shape[0], dtype=dz.dtype, device=dz.device)
+        frobenius_sq = torch.zeros_like(trace) if frobenius else None
         for i in range(dz_flat.shape[1]):
             row = torch.autograd.grad(dz_flat[:, i].sum(), z, create_graph=create_graph, retain_graph=True)[0]
-            trace = trace + row.flatten(1)[:, i]
-        return trace
+            row = row.flatten(1)
+            trace = trace + row[:, i]
+            if frobenius:
+                frobenius_sq = frobenius_sq + row.pow(2).sum(1)
+        return trace, frobenius_sq
 
 
 class HutchinsonTrace:
@@ -35,6 +43,7 @@ class HutchinsonTrace:
     ``distribution`` is ``"rademacher"`` (entries +-1, the lower-variance default) or
     ``"gaussian"``. The probe ``e`` is drawn once per solve (:meth:`sample_probe`) and held
     fixed while the solver integrates, so the estimate is a smooth function of time.
+    The same product gives ||J||_F^2 ~ ||e^T J||^2 (unbiased: E[J^T e e^T J] = J^T J).
     """
 
     name = "hutchinson"
@@ -51,11 +60,13 @@ class HutchinsonTrace:
         bits = torch.randint(0, 2, like.shape, device=like.device, generator=generator)
         return bits.to(like.dtype) * 2 - 1
 
-    def __call__(self, dz: Tensor, z: Tensor, probe: Tensor | None, create_graph: bool) -> Tensor:
+    def __call__(self, dz: Tensor, z: Tensor, probe: Tensor | None, create_graph: bool,
+                 frobenius: bool = False) -> tuple[Tensor, Tensor | None]:
         if probe is None:
             raise RuntimeError("Hutchinson trace: no probe was drawn for this solve")
         e_J = torch.autograd.grad(dz, z, probe, create_graph=create_graph, retain_graph=True)[0]
-        return (e_J * probe).flatten(1).sum(1)
+        trace = (e_J * probe).flatten(1).sum(1)
+        return trace, (e_J.flatten(1).pow(2).sum(1) if frobenius else None)
 
 
 def make_trace(kind: str, dim: int, probe: str = "rademacher"):

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from ..config import RunConfig, to_dict
 from ..data import ToyStream, toy_test_set
 from ..models import build_flow
+from .objective import objective
 from .temporal import temporal_step, time_optimized_blocks
 
 
@@ -96,7 +97,7 @@ class FlowModule(pl.LightningModule):
         self.flow.reset_nfe()
 
         # step 1: weights
-        loss = -self.flow.log_prob(x).mean()
+        loss, parts = objective(self.flow, x)
         weights_opt.zero_grad()
         self.manual_backward(loss)
         max_norm = self.cfg.optim.max_grad_norm or float("inf")
@@ -114,9 +115,14 @@ class FlowModule(pl.LightningModule):
         self.totals["nfe_backward"] += nfe["backward"]
         self.totals["step_time"] += step_time
 
-        log = {"train/loss": loss.detach(), "nfe/forward": float(nfe["forward"]),
+        log = {"train/loss": loss.detach(), "train/nll": parts.pop("nll").detach(), "nfe/forward": float(nfe["forward"]),
                "nfe/backward": float(nfe["backward"]), "train/grad_norm": grad_norm.detach(),
                "time/step_s": step_time}
+        for name, value in parts.items():
+            log[f"reg/{name}"] = value.detach()
+        temporal = [et.regularization().detach() for et in self.flow.end_times() if et.has_own_optimizer]
+        if temporal:
+            log["reg/temporal"] = sum(temporal)
         for index, end_time in enumerate(self.flow.end_times()):
             log[f"T/block{index}"] = float(end_time.T.detach())
         for index, grad in time_grads.items():
