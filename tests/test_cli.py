@@ -19,6 +19,17 @@ def run_cli(*args):
                            *args], capture_output=True, text=True, timeout=600)
 
 
+def has_hparams(events: Path) -> bool:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    try:
+        return "_hparams_/session_start_info" in accumulator.PluginTagToContent("hparams")
+    except KeyError:
+        return False
+
+
 def load(path):
     return torch.load(path, map_location="cpu", weights_only=False)
 
@@ -35,6 +46,8 @@ def test_run_leaves_its_artefacts_and_resumes(tmp_path: Path):
     assert set(SUMMARY_KEYS) <= set(summary)
     assert summary["steps"] == 20 and len(summary["end_times"]) == 1
     assert summary["nfe_forward_mean"] > 0 and summary["nfe_backward_mean"] > 0
+
+    assert any(has_hparams(events) for events in run.glob("events.out.tfevents.*"))
 
     first = load(run / "checkpoints" / "last.ckpt")
     assert first["global_step"] == 20

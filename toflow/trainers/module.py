@@ -53,7 +53,7 @@ class FlowModule(pl.LightningModule):
     def __init__(self, cfg: RunConfig):
         super().__init__()
         self.cfg = cfg
-        self.save_hyperparameters({"config": to_dict(cfg)})
+        self.save_hyperparameters({"config": to_dict(cfg)}, logger=False)
         self.flow = build_flow(cfg)
         self.automatic_optimization = False
         self.samples_seen = 0

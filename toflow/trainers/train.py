@@ -15,7 +15,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from ..config import ConfigError, RunConfig, to_yaml
+from ..config import ConfigError, RunConfig, to_dict, to_yaml
 from .callbacks import DensityPlots
 from .module import FlowModule, mean_nll
 from .plots import figure_2d
@@ -101,7 +101,6 @@ def train(cfg: RunConfig) -> dict:
     fig.savefig(run_dir / "density.png", dpi=100)
     trainer.logger.experiment.add_figure("density", fig, trainer.global_step)
     plt.close(fig)
-    trainer.logger.experiment.flush()
 
     totals = module.totals
     steps = max(totals["steps"], 1)
@@ -119,8 +118,27 @@ def train(cfg: RunConfig) -> dict:
         "params": sum(p.numel() for p in flow.parameters() if p.requires_grad),
         "log_dir": str(run_dir),
     }
+    metrics = {f"hparams/{key}": summary[key] for key in ("test_nll", "nfe_forward_mean", "nfe_backward_mean",
+                                                          "time_per_iter_s", "wall_s")}
+    trainer.logger.log_hyperparams(flat_config(cfg), metrics)
+    trainer.logger.experiment.flush()
     _write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def flat_config(cfg: RunConfig) -> dict:
+    """The config as dotted keys with TensorBoard-friendly values (lists as text)."""
+    flat = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}{key}.", inner)
+        else:
+            flat[prefix[:-1]] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    walk("", to_dict(cfg))
+    return flat
 
 
 __all__ = ["train", "SUMMARY_KEYS", "run_dir_of"]

@@ -1,0 +1,53 @@
+"""The study runner: a grid of arms, a table with every column, finished arms skipped."""
+
+from pathlib import Path
+
+import pytest
+
+from toflow.config import ConfigError
+from toflow.study import COLUMNS, arms, load_study, run_study
+
+SMALL = ["trainer.max_steps=5", "model.hidden=[8]", "data.batch_size=32", "data.test_size=64",
+         "trainer.eval_every=5", "trainer.viz_every=5", "trainer.checkpoint_every=5", "solver.atol=1e-3",
+         "solver.rtol=1e-3"]
+
+
+def write_study(tmp_path: Path, grid: str) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(f"base: configs/toy_checkerboard_toflow.yaml\noverrides: {SMALL}\ngrid:\n{grid}\n"
+                    f"seeds: [0]\nout: {tmp_path / 'out'}\n")
+    return path
+
+
+def test_grid_expands_keys_and_labelled_bundles():
+    grid = {"time.mode": ["fixed", "toflow"], "spatial": {"none": {}, "ot": {"regularizers.kinetic": 0.01}}}
+    names = [arm.name for arm in arms(grid)]
+    assert names == ["time.mode=fixed,spatial=none", "time.mode=fixed,spatial=ot",
+                     "time.mode=toflow,spatial=none", "time.mode=toflow,spatial=ot"]
+    assert arms(grid)[1].overrides == ("time.mode=fixed", "regularizers.kinetic=0.01")
+
+
+def test_two_arm_study_writes_the_table_and_skips_finished_arms(tmp_path: Path, capsys):
+    study = load_study(write_study(tmp_path, "  time.mode: [fixed, toflow]"))
+    results = run_study(study)
+    assert list(results) == ["time.mode=fixed", "time.mode=toflow"]
+    table = (tmp_path / "out" / "results.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| arm"))
+    assert all(column in header for column in COLUMNS)
+    rows = [line for line in table.splitlines() if line.startswith("| time.mode=")]
+    assert len(rows) == 2 and all(row.count("|") == len(COLUMNS) + 1 for row in rows)
+    assert (tmp_path / "out" / "nll_vs_wall.png").is_file() and (tmp_path / "out" / "nfe_vs_step.png").is_file()
+    summary = tmp_path / "out" / "time.mode=fixed" / "seed0" / "summary.json"
+    stamp = summary.stat().st_mtime_ns
+
+    capsys.readouterr()
+    again = run_study(study)
+    assert "finished, skipped" in capsys.readouterr().out
+    assert summary.stat().st_mtime_ns == stamp
+    assert again["time.mode=toflow"][0]["test_nll"] == results["time.mode=toflow"][0]["test_nll"]
+
+
+def test_a_bad_arm_is_refused_before_anything_runs(tmp_path: Path):
+    with pytest.raises(ConfigError, match="time.mode"):
+        load_study(write_study(tmp_path, "  time.mode: [fixed, sometimes]"))
+    assert not (tmp_path / "out").exists()

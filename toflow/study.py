@@ -1,0 +1,230 @@
+"""Studies: every arm of a grid of config changes, on the same budget, side by side.
+
+    python -m toflow.study configs/study_toy.yaml [key=value ...] [--parallel N]
+
+A study file names a base run config, overrides for every run, a grid and seeds::
+
+    base: configs/toy_checkerboard_toflow.yaml
+    overrides: [trainer.max_steps=1000]
+    grid:
+      time.mode: [fixed, steer, toflow]            # a config key and its values
+      spatial:                                     # a named axis of labelled bundles
+        none: {}
+        ot: {regularizers.kinetic: 0.01, regularizers.jacobian_frobenius: 0.01}
+    seeds: [0, 1, 2]
+    out: runs/study_toy
+
+Each (arm, seed) trains in ``<out>/<arm>/seed<k>`` through the CLI, one after another
+or ``parallel`` at a time. A run with a ``summary.json`` is skipped, one with only a
+checkpoint is resumed, so a study that stops can be started again. The study writes
+``<out>/results.md`` (test NLL mean +- std over seeds, NFE forward and backward per step,
+time per step, wall time, final T), ``<out>/nll_vs_wall.png``, ``<out>/nfe_vs_step.png``;
+every run logs its hyperparameters and final metrics for TensorBoard's HParams tab
+(``tensorboard --logdir <out>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .config import ConfigError, load_config
+
+
+@dataclass
+class StudyConfig:
+    base: str = "configs/toy_checkerboard_toflow.yaml"
+    overrides: List[str] = field(default_factory=list)
+    grid: Dict[str, Any] = field(default_factory=dict)
+    seeds: List[int] = field(default_factory=lambda: [0])
+    out: str = "runs/study"
+    parallel: int = 1
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str  # e.g. "time.mode=fixed,spatial=ot"
+    overrides: tuple  # ("time.mode=fixed", "regularizers.kinetic=0.01", ...)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, (list, tuple, ListConfig)):
+        return "[" + ",".join(_value(x) for x in v) + "]"
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def arms(grid: dict) -> list[Arm]:
+    """The cartesian product of the grid's axes, in the order they are written."""
+    axes = []
+    for key, values in grid.items():
+        if isinstance(values, (dict, DictConfig)):
+            axes.append([(f"{key}={label}", tuple(f"{k}={_value(v)}" for k, v in bundle.items()))
+                         for label, bundle in values.items()])
+        elif isinstance(values, (list, tuple, ListConfig)):
+            axes.append([(f"{key}={_value(v)}", (f"{key}={_value(v)}",)) for v in values])
+        else:
+            raise ConfigError(f"grid.{key}: give a list of values or a mapping of labelled bundles")
+    if not axes:
+        return [Arm("base", ())]
+    return [Arm(",".join(label for label, _ in combo), tuple(o for _, bundle in combo for o in bundle))
+            for combo in itertools.product(*axes)]
+
+
+def load_study(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"study: file not found: {path}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(StudyConfig), OmegaConf.load(path),
+                                 OmegaConf.from_dotlist(list(overrides)))
+        study = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "study"
+        raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from None
+    if study.parallel < 1:
+        raise ConfigError(f"parallel: must be at least 1, got {study.parallel}")
+    if not study.seeds:
+        raise ConfigError("seeds: give at least one seed")
+    for arm in arms(study.grid):  # refuse a bad arm before anything runs
+        load_config(study.base, [*study.overrides, *arm.overrides])
+    return study
+
+
+def run_dir(study: StudyConfig, arm: Arm, seed: int) -> Path:
+    return Path(study.out) / arm.name / f"seed{seed}"
+
+
+def run_arm(study: StudyConfig, arm: Arm, seed: int) -> dict:
+    """Train one (arm, seed) unless it has finished; resume it if it has a checkpoint."""
+    where = run_dir(study, arm, seed)
+    summary = where / "summary.json"
+    if summary.is_file():
+        print(f"[study] {arm.name} seed {seed}: finished, skipped", flush=True)
+        return json.loads(summary.read_text())
+    resume = (where / "checkpoints" / "last.ckpt").is_file()
+    command = [sys.executable, "-m", "toflow.trainers.run", study.base, *study.overrides, *arm.overrides,
+               f"seed={seed}", f"trainer.log_dir={where}", "trainer.progress_bar=false",
+               f"trainer.resume={'true' if resume else 'false'}"]
+    print(f"[study] {arm.name} seed {seed}: {'resuming' if resume else 'training'}", flush=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"{arm.name} seed {seed} failed: {tail[0]}")
+    return json.loads(summary.read_text())
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} +- {statistics.stdev(values):.3f}"
+
+
+COLUMNS = ("arm", "test NLL (nats)", "NFE fwd", "NFE bwd", "s/step", "wall (s)", "final T", "seeds")
+
+
+def table(results: dict[str, list[dict]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for name, runs in results.items():
+        def mean(key):
+            return statistics.mean(r[key] for r in runs)
+
+        final_T = statistics.mean(statistics.mean(r["end_times"]) for r in runs)
+        lines.append(f"| {name} | {_mean_std([r['test_nll'] for r in runs])} | {mean('nfe_forward_mean'):.1f} | "
+                     f"{mean('nfe_backward_mean'):.1f} | {mean('time_per_iter_s'):.3f} | {mean('wall_s'):.0f} | "
+                     f"{final_T:.3f} | {len(runs)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _scalars(path: Path, tag: str) -> list:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(path), size_guidance={"scalars": 0})
+    events.Reload()
+    return events.Scalars(tag) if tag in events.Tags().get("scalars", []) else []
+
+
+def plots(study: StudyConfig, arm_list: list[Arm]) -> list[Path]:
+    """Test NLL against wall time and NFE per step against step, one line per arm (first seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(study.out)
+    fig_nll, ax_nll = plt.subplots(figsize=(7, 4.5))
+    fig_nfe, ax_nfe = plt.subplots(figsize=(7, 4.5))
+    seed = study.seeds[0]
+    for arm in arm_list:
+        where = run_dir(study, arm, seed)
+        nll = _scalars(where, "test/nll")
+        forward, backward = _scalars(where, "nfe/forward"), _scalars(where, "nfe/backward")
+        if nll:
+            start = min(e.wall_time for e in (forward or nll))
+            ax_nll.plot([e.wall_time - start for e in nll], [e.value for e in nll], marker="o", label=arm.name)
+        if forward:
+            steps = [e.step for e in forward]
+            total = [f.value + b.value for f, b in zip(forward, backward)] if backward else [f.value for f in forward]
+            window = max(1, len(total) // 50)
+            smooth = [statistics.mean(total[max(0, i - window + 1): i + 1]) for i in range(len(total))]
+            ax_nfe.plot(steps, smooth, label=arm.name)
+    ax_nll.set(xlabel="wall time (s)", ylabel="test NLL (nats)", title=f"test NLL against wall time (seed {seed})")
+    ax_nfe.set(xlabel="step", ylabel="NFE per step (forward + backward)", title=f"NFE against step (seed {seed})")
+    paths = []
+    for fig, ax, name in ((fig_nll, ax_nll, "nll_vs_wall.png"), (fig_nfe, ax_nfe, "nfe_vs_step.png")):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        paths.append(out / name)
+    return paths
+
+
+def run_study(study: StudyConfig) -> dict[str, list[dict]]:
+    """Run (or skip) every arm and seed, then write the table and the plots."""
+    arm_list = arms(study.grid)
+    jobs = [(arm, seed) for seed in study.seeds for arm in arm_list]
+    with ThreadPoolExecutor(max_workers=study.parallel) as pool:
+        summaries = list(pool.map(lambda job: run_arm(study, *job), jobs))
+    results: dict[str, list[dict]] = {arm.name: [] for arm in arm_list}
+    for (arm, _), summary in zip(jobs, summaries):
+        results[arm.name].append(summary)
+    out = Path(study.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = (f"Study of `{study.base}` with {' '.join(study.overrides) or 'no overrides'}; "
+            f"seeds {', '.join(map(str, study.seeds))}.\n\n" + table(results))
+    (out / "results.md").write_text(text)
+    plots(study, arm_list)
+    print(text)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m toflow.study", description=__doc__.split("\n\n")[0])
+    parser.add_argument("study", help="YAML study file, e.g. configs/study_toy.yaml")
+    parser.add_argument("overrides", nargs="*", help="study keys, e.g. seeds=[0,1] out=runs/mine parallel=2")
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        run_study(load_study(args.study, args.overrides))
+    except (ConfigError, RuntimeError) as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
