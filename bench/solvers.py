@@ -201,7 +201,7 @@ def main() -> int:
     parser.add_argument("--problems", nargs="+", default=["cnf2d", "mlp32"])
     parser.add_argument("--solvers", nargs="+", default=list(OURS + REFERENCES))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", default="docs/solvers.md")
+    parser.add_argument("--out", default="runs/bench_solvers.md")
     parser.add_argument("--memory-cell", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_cell:
