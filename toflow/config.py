@@ -26,7 +26,9 @@ class DataConfig:
     name: str = "checkerboard"
     root: str = "data"
     batch_size: int = 512
-    test_size: int = 5000
+    test_size: int = 5000  # toy: size of the held-out set; images: the first test_size test images
+    resize: Optional[int] = None  # images: side length to resize to (e.g. 14 for CPU runs)
+    subset: Optional[int] = None  # images: train on the first `subset` training images only
 
 
 @dataclass
@@ -35,6 +37,8 @@ class ModelConfig:
     activation: str = "tanh"
     trace: str = "auto"  # exact | hutchinson | auto (exact for dim <= 8)
     probe: str = "rademacher"  # Hutchinson probe: rademacher | gaussian
+    num_blocks: int = 1  # images: CNF blocks per place in each scale (FFJORD: 1)
+    logit_alpha: float = 1.0e-6  # images: alpha of the logit transform (RNODE on CIFAR-10: 0.05)
 
 
 @dataclass
@@ -84,6 +88,7 @@ class TrainerConfig:
     accelerator: str = "cpu"
     num_threads: Optional[int] = None  # CPU threads for torch; None: torch's default
     progress_bar: bool = True
+    sample_temperature: float = 1.0  # images: temperature of the sample grids
 
 
 @dataclass
@@ -100,7 +105,8 @@ class RunConfig:
 
 
 CHOICES = {
-    "data.name": ("swissroll", "circles", "rings", "moons", "8gaussians", "pinwheel", "2spirals", "checkerboard"),
+    "data.name": ("swissroll", "circles", "rings", "moons", "8gaussians", "pinwheel", "2spirals", "checkerboard",
+                  "mnist", "fashion_mnist", "cifar10", "digits"),
     "model.activation": ("tanh", "softplus", "elu", "relu", "swish"),
     "model.trace": ("auto", "exact", "hutchinson"),
     "model.probe": ("rademacher", "gaussian"),
@@ -212,11 +218,17 @@ def validate(cfg: RunConfig) -> None:
                 "trainer.checkpoint_every"):
         positive(key)
     for key in ("solver.test_atol", "solver.test_rtol", "solver.step_size", "optim.max_grad_norm",
-                "trainer.num_threads"):
+                "trainer.num_threads", "data.resize", "data.subset"):
         positive(key, allow_none=True)
     for key in ("time.alpha", "time.eps", "optim.weight_decay", "regularizers.kinetic",
                 "regularizers.jacobian_frobenius"):
         positive(key, allow_zero=True)
+    positive("model.num_blocks")
+    positive("trainer.sample_temperature")
+    if not 0 <= cfg.model.logit_alpha < 0.5:
+        raise ConfigError(f"model.logit_alpha: must lie in [0, 0.5), got {cfg.model.logit_alpha}")
+    if cfg.data.resize is not None and cfg.data.resize % 2:
+        raise ConfigError(f"data.resize: must be even (the multiscale flow squeezes by 2), got {cfg.data.resize}")
     if not cfg.model.hidden or any(h <= 0 for h in cfg.model.hidden):
         raise ConfigError(f"model.hidden: must be a non-empty list of positive widths, got {cfg.model.hidden}")
     if cfg.solver.name in ("rk4", "euler") and cfg.solver.step_size is None:

@@ -3,9 +3,12 @@
 from .cnf import CNF, CNFDynamics, FlowOutput, standard_normal_logprob
 from .divergence import ExactTrace, HutchinsonTrace, make_trace
 from .end_time import EndTime
-from .fields import ConcatSquashLinear, ConcatSquashMLP, LinearField
+from .fields import ConcatConv2d, ConcatConvNet, ConcatSquashLinear, ConcatSquashMLP, LinearField
+from .multiscale import MultiscaleFlow
+from .transforms import LogitTransform, squeeze, unsqueeze
 
-__all__ = ["CNF", "CNFDynamics", "FlowOutput", "ConcatSquashLinear", "ConcatSquashMLP", "EndTime", "ExactTrace",
+__all__ = ["CNF", "CNFDynamics", "FlowOutput", "ConcatConv2d", "ConcatConvNet", "ConcatSquashLinear", "ConcatSquashMLP",
+           "LogitTransform", "MultiscaleFlow", "squeeze", "unsqueeze", "EndTime", "ExactTrace",
            "HutchinsonTrace", "LinearField", "make_trace", "standard_normal_logprob"]
 
 from .build import build_flow  # noqa: E402

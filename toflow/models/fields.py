@@ -69,3 +69,31 @@ class LinearField(nn.Module):
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         return z @ self.A.T
+
+
+class ConcatConv2d(nn.Module):
+    """3x3 convolution of [x, t] with the time concatenated as one more input channel (FFJORD's ``concat``)."""
+
+    def __init__(self, dim_in: int, dim_out: int, kernel: int = 3, padding: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(dim_in + 1, dim_out, kernel, stride=1, padding=padding)
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        tt = t.to(x).reshape(1, 1, 1, 1).expand(x.shape[0], 1, *x.shape[2:])
+        return self.conv(torch.cat([tt, x], 1))
+
+
+class ConcatConvNet(nn.Module):
+    """f(z, t) for images: ConcatConv2d layers, widths ``hidden`` (FFJORD: 64-64-64), stride 1,
+    softplus between them; the output has the input's channels."""
+
+    def __init__(self, channels: int, hidden: Sequence[int] = (64, 64, 64), activation: str = "softplus"):
+        super().__init__()
+        widths = [channels, *hidden, channels]
+        self.layers = nn.ModuleList(ConcatConv2d(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.acts = nn.ModuleList(make_activation(activation) for _ in hidden)
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        for layer, act in zip(self.layers[:-1], self.acts):
+            z = act(layer(t, z))
+        return self.layers[-1](t, z)

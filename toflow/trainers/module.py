@@ -15,51 +15,51 @@ import time
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from ..config import RunConfig, to_dict
-from ..data import ToyStream, toy_test_set
+from ..data import DataSource, bits_per_dim, make_source
 from ..models import build_flow
 from .objective import objective
 from .temporal import temporal_step, time_optimized_blocks
 
 
-class ToyBatches(IterableDataset):
-    """Successive batches of a toy stream, starting at sample ``start``."""
-
-    def __init__(self, stream: ToyStream, batch_size: int, start: int = 0):
-        self.stream, self.batch_size, self.start = stream, batch_size, start
-
-    def __iter__(self):
-        position = self.start
-        while True:
-            yield self.stream.take(position, self.batch_size)
-            position += self.batch_size
+EVAL_SEED = 0  # evaluations draw their Hutchinson probes from this seed, leaving training's RNG alone
 
 
 @torch.no_grad()
 def mean_nll(flow, data: torch.Tensor, batch_size: int = 1000) -> float:
-    """-mean log p(x) over ``data`` in nats, with the flow in evaluation mode."""
+    """-mean log p(x) over ``data`` in nats, with the flow in evaluation mode (deterministic)."""
     was_training = flow.training
     flow.eval()
     total = 0.0
-    for chunk in data.split(batch_size):
-        total += float(-flow.log_prob(chunk).sum())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(EVAL_SEED)
+        for chunk in data.split(batch_size):
+            total += float(-flow.log_prob(chunk).sum())
     flow.train(was_training)
     return total / data.shape[0]
 
 
 class FlowModule(pl.LightningModule):
-    def __init__(self, cfg: RunConfig):
+    """Trains ``build_flow(cfg)`` on ``source`` (default: the config's data set).
+
+    The loss is the NLL in nats per sample for 2-D data and in bits per dimension for
+    images (eq. 18, as FFJORD), plus the spatial regularisers.
+    """
+
+    def __init__(self, cfg: RunConfig, source: DataSource | None = None):
         super().__init__()
         self.cfg = cfg
         self.save_hyperparameters({"config": to_dict(cfg)}, logger=False)
+        d = cfg.data
+        self.source = source or make_source(d.name, cfg.seed, d.root, d.test_size, d.resize, d.subset)
         self.flow = build_flow(cfg)
         self.automatic_optimization = False
-        self.samples_seen = 0
+        self.batches_done = 0
         # running totals over the whole run (kept across resumes)
         self.totals = {"steps": 0, "nfe_forward": 0, "nfe_backward": 0, "step_time": 0.0}
-        self.test_data = toy_test_set(cfg.data.name, cfg.data.test_size)
+        self.test_data = self.source.test
         self._val_sum = 0.0
         self._val_count = 0
 
@@ -82,11 +82,13 @@ class FlowModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- data
     def train_dataloader(self):
-        stream = ToyStream(self.cfg.data.name, self.cfg.seed)
-        return DataLoader(ToyBatches(stream, self.cfg.data.batch_size, self.samples_seen), batch_size=None)
+        return DataLoader(self.source.train_batches(self.cfg.data.batch_size, self.batches_done), batch_size=None)
 
     def val_dataloader(self):
-        return DataLoader(self.test_data, batch_size=1000)
+        return DataLoader(self.test_data, batch_size=1000 if not self.source.is_image else 200)
+
+    def bits_per_dim(self, nll_nats):
+        return bits_per_dim(nll_nats, self.source.dim, self.source.levels)
 
     # ---------------------------------------------------------------- training
     def training_step(self, x: torch.Tensor, batch_idx: int):
@@ -97,7 +99,7 @@ class FlowModule(pl.LightningModule):
         self.flow.reset_nfe()
 
         # step 1: weights
-        loss, parts = objective(self.flow, x)
+        loss, parts = objective(self.flow, x, self.source.dim, self.source.levels)
         weights_opt.zero_grad()
         self.manual_backward(loss)
         max_norm = self.cfg.optim.max_grad_norm or float("inf")
@@ -109,7 +111,7 @@ class FlowModule(pl.LightningModule):
 
         nfe = self.flow.nfe
         step_time = time.perf_counter() - started
-        self.samples_seen += x.shape[0]
+        self.batches_done += 1
         self.totals["steps"] += 1
         self.totals["nfe_forward"] += nfe["forward"]
         self.totals["nfe_backward"] += nfe["backward"]
@@ -118,6 +120,8 @@ class FlowModule(pl.LightningModule):
         log = {"train/loss": loss.detach(), "train/nll": parts.pop("nll").detach(), "nfe/forward": float(nfe["forward"]),
                "nfe/backward": float(nfe["backward"]), "train/grad_norm": grad_norm.detach(),
                "time/step_s": step_time}
+        if "bpd" in parts:
+            log["train/bpd"] = parts.pop("bpd").detach()
         for name, value in parts.items():
             log[f"reg/{name}"] = value.detach()
         temporal = [et.regularization().detach() for et in self.flow.end_times() if et.has_own_optimizer]
@@ -136,24 +140,30 @@ class FlowModule(pl.LightningModule):
     # ---------------------------------------------------------------- evaluation
     def on_validation_epoch_start(self):
         self._val_sum, self._val_count = 0.0, 0
+        self._train_rng = torch.get_rng_state()
+        torch.manual_seed(EVAL_SEED)
 
     def validation_step(self, x: torch.Tensor, batch_idx: int):
         self._val_sum += float(-self.flow.log_prob(x).sum())
         self._val_count += x.shape[0]
 
     def on_validation_epoch_end(self):
+        torch.set_rng_state(self._train_rng)
         if self._val_count:
-            self.log("test/nll", self._val_sum / self._val_count, prog_bar=True)
+            nll = self._val_sum / self._val_count
+            self.log("test/nll", nll, prog_bar=not self.source.is_image)
+            if self.source.is_image:
+                self.log("test/bpd", self.bits_per_dim(nll), prog_bar=True)
 
     # ---------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["toflow"] = {"samples_seen": self.samples_seen, "totals": dict(self.totals),
+        checkpoint["toflow"] = {"batches_done": self.batches_done, "totals": dict(self.totals),
                                 "torch_rng": torch.get_rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("toflow")
         if state is None:
             return
-        self.samples_seen = int(state["samples_seen"])
+        self.batches_done = int(state["batches_done"])
         self.totals = dict(state["totals"])
         torch.set_rng_state(state["torch_rng"])

@@ -55,3 +55,15 @@ def figure_2d(flow, data: torch.Tensor, title: str = "", limit: float = LIMIT, g
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+@torch.no_grad()
+def sample_grid(flow, n: int = 64, temperature: float = 1.0, seed: int = 0) -> torch.Tensor:
+    """A grid image (C, H', W') of ``n`` samples drawn at ``temperature``, values in [0, 1]."""
+    from torchvision.utils import make_grid
+
+    was_training = flow.training
+    flow.eval()
+    images = flow.sample(n, temperature=temperature, generator=torch.Generator().manual_seed(seed))
+    flow.train(was_training)
+    return make_grid(images.clamp(0, 1).float().cpu(), nrow=int(n ** 0.5), padding=1, pad_value=1.0)

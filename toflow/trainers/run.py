@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..config import ConfigError, load_config
+from ..data import DataError
 from .train import train
 
 
@@ -25,12 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         summary = train(cfg)
-    except ConfigError as err:
+    except (ConfigError, DataError) as err:
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"{summary['name']} [{summary['mode']}, {summary['solver']}]: test NLL {summary['test_nll']:.4f} nats | "
+    score = (f"test {summary['test_bpd']:.4f} bits/dim" if "test_bpd" in summary
+             else f"test NLL {summary['test_nll']:.4f} nats")
+    print(f"{summary['name']} [{summary['mode']}, {summary['solver']}]: {score} | "
           f"steps {summary['steps']} | NFE fwd {summary['nfe_forward_mean']:.1f} bwd {summary['nfe_backward_mean']:.1f} "
           f"| {summary['time_per_iter_s']:.3f} s/step | T {', '.join(f'{T:.3f}' for T in summary['end_times'])}")
     board = shutil.which("tensorboard") or str(Path(sys.executable).with_name("tensorboard"))

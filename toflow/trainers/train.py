@@ -16,7 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from ..config import ConfigError, RunConfig, to_dict, to_yaml
-from .callbacks import DensityPlots
+from .callbacks import DensityPlots, SampleGrids, save_grid
 from .module import FlowModule, mean_nll
 from .plots import figure_2d
 
@@ -71,13 +71,17 @@ def train(cfg: RunConfig) -> dict:
         torch.set_num_threads(t.num_threads)
     pl.seed_everything(cfg.seed, verbose=False)
     module = FlowModule(cfg)
+    blocks = module.flow.blocks()
+    print(f"{cfg.name}: {sum(p.numel() for p in module.flow.parameters()):,} parameters in {len(blocks)} CNF "
+          f"block{'s' if len(blocks) > 1 else ''}", flush=True)
     checkpoints = run_dir / "checkpoints"
     callbacks = [
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="test/nll", mode="min", save_top_k=1,
                         auto_insert_metric_name=False, enable_version_counter=False),
         ModelCheckpoint(dirpath=checkpoints, filename="last", every_n_train_steps=t.checkpoint_every,
                         save_top_k=1, enable_version_counter=False),
-        DensityPlots(t.viz_every, run_dir / "plots", module.test_data),
+        (SampleGrids(t.viz_every, run_dir / "plots", t.sample_temperature) if module.source.is_image
+         else DensityPlots(t.viz_every, run_dir / "plots", module.test_data)),
     ]
     if t.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
@@ -94,13 +98,21 @@ def train(cfg: RunConfig) -> dict:
         trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
     trainer.save_checkpoint(checkpoints / "last.ckpt")
 
-    flow = module.flow
-    test_nll = mean_nll(flow, module.test_data.to(flow.end_time.T))
-    trainer.logger.experiment.add_scalar("test/nll", test_nll, trainer.global_step)
-    fig = figure_2d(flow, module.test_data, title=f"{cfg.name}: test NLL {test_nll:.3f} nats, step {trainer.global_step}")
-    fig.savefig(run_dir / "density.png", dpi=100)
-    trainer.logger.experiment.add_figure("density", fig, trainer.global_step)
-    plt.close(fig)
+    flow, source, step = module.flow, module.source, trainer.global_step
+    reference = flow.end_times()[0].T
+    test_nll = mean_nll(flow, module.test_data.to(reference), 1000 if not source.is_image else 200)
+    board = trainer.logger.experiment
+    board.add_scalar("test/nll", test_nll, step)
+    extra = {}
+    if source.is_image:
+        extra["test_bpd"] = float(module.bits_per_dim(test_nll))
+        board.add_scalar("test/bpd", extra["test_bpd"], step)
+        save_grid(flow, run_dir / "samples.png", t.sample_temperature, trainer.logger, step)
+    else:
+        fig = figure_2d(flow, module.test_data, title=f"{cfg.name}: test NLL {test_nll:.3f} nats, step {step}")
+        fig.savefig(run_dir / "density.png", dpi=100)
+        board.add_figure("density", fig, step)
+        plt.close(fig)
 
     totals = module.totals
     steps = max(totals["steps"], 1)
@@ -109,17 +121,19 @@ def train(cfg: RunConfig) -> dict:
         "mode": cfg.time.mode,
         "solver": cfg.solver.name,
         "test_nll": test_nll,
+        **extra,
         "nfe_forward_mean": totals["nfe_forward"] / steps,
         "nfe_backward_mean": totals["nfe_backward"] / steps,
         "time_per_iter_s": totals["step_time"] / steps,
         "wall_s": time.perf_counter() - started,
         "steps": int(trainer.global_step),
         "end_times": [float(et.T.detach()) if et.mode != "steer" else et.T0 for et in flow.end_times()],
-        "params": sum(p.numel() for p in flow.parameters() if p.requires_grad),
+        "params": sum(p.numel() for p in flow.parameters()),
         "log_dir": str(run_dir),
     }
-    metrics = {f"hparams/{key}": summary[key] for key in ("test_nll", "nfe_forward_mean", "nfe_backward_mean",
-                                                          "time_per_iter_s", "wall_s")}
+    metrics = {f"hparams/{key}": summary[key] for key in ("test_nll", "test_bpd", "nfe_forward_mean",
+                                                          "nfe_backward_mean", "time_per_iter_s", "wall_s")
+               if key in summary}
     trainer.logger.log_hyperparams(flat_config(cfg), metrics)
     trainer.logger.experiment.flush()
     _write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,160 @@
+"""Image flows: logit and squeeze, the multiscale flow, bits/dim, training and evaluate."""
+
+import gzip
+import json
+import math
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from toflow.config import load_config
+from toflow.data import DataError, bits_per_dim, load_images
+from toflow.models import CNF, ConcatConvNet, EndTime, LogitTransform, MultiscaleFlow, squeeze, unsqueeze
+from toflow.models import build_flow, standard_normal_logprob
+from toflow.solvers import Dopri5
+
+
+def test_logit_log_det_matches_the_autograd_jacobian():
+    logit = LogitTransform(0.05).double()
+    x = torch.rand(1, 1, 2, 3, dtype=torch.float64)
+    _, log_det = logit(x)
+    J = torch.autograd.functional.jacobian(lambda v: logit(v.reshape(1, 1, 2, 3))[0].flatten(), x.flatten())
+    assert torch.allclose(log_det, torch.logdet(J)[None], atol=1e-10)
+    y, _ = logit(x)
+    assert torch.allclose(logit.inverse(y), x, atol=1e-12)
+
+
+def test_squeeze_and_unsqueeze_are_inverses():
+    x = torch.randn(2, 3, 8, 6)
+    s = squeeze(x)
+    assert s.shape == (2, 12, 4, 3)
+    assert torch.equal(unsqueeze(s), x)
+    assert torch.equal(s[0, :4, 0, 0], x[0, 0, :2, :2].flatten())  # a 2x2 patch becomes 4 channels
+
+
+def small_multiscale(shape, hidden=(8,), tol=1e-7):
+    def make_block(block_shape):
+        torch.manual_seed(len(block_shape) + block_shape[0])
+        return CNF(ConcatConvNet(block_shape[0], hidden), EndTime(0.0, 0.5, "toflow"), Dopri5(atol=tol, rtol=tol),
+                   trace="hutchinson", event_shape=block_shape)
+
+    return MultiscaleFlow(shape, make_block, num_blocks=1, logit_alpha=1e-6).double()
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 8, 8)])
+def test_multiscale_encode_then_decode(shape):
+    flow = small_multiscale(shape)
+    flow.eval()
+    x = torch.rand(3, *shape, dtype=torch.float64) * 0.9 + 0.05
+    with torch.no_grad():
+        z, log_det = flow(x)
+        back = flow.inverse(z)
+        logp = flow.log_prob(x)
+    assert z.shape == (3, math.prod(shape))
+    assert (back - x).abs().max() < 1e-3
+    assert torch.isfinite(logp).all()
+    assert len(flow.blocks()) == 3 and sum(c * h * w for c, h, w in flow.latent_shapes) == math.prod(shape)
+
+
+class ZeroField(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, t, z):
+        return self.w * z  # f = 0: the CNF blocks are the identity
+
+
+def test_bits_per_dim_by_hand():
+    alpha = 0.05
+    flow = MultiscaleFlow((1, 4, 4), lambda s: CNF(ZeroField(s[0]), EndTime(0.0, 1.0, "fixed"), Dopri5(),
+                                                   trace="exact" if math.prod(s) <= 16 else "hutchinson",
+                                                   event_shape=s), logit_alpha=alpha).double()
+    values = torch.arange(16, dtype=torch.float64).reshape(1, 1, 4, 4) * 17  # 0, 17, ..., 255
+    x = (values + 0.5) / 256  # dequantised with u = 1/2
+    with torch.no_grad():
+        logp = float(flow.log_prob(x))
+    # by hand: y = logit(s), s = alpha + (1 - 2 alpha) x; log p(x) = log N(y) + sum log|dy/dx|
+    s = alpha + (1 - 2 * alpha) * ((np.arange(16) * 17 + 0.5) / 256)
+    y = np.log(s) - np.log(1 - s)
+    by_hand = float(np.sum(-0.5 * y**2 - 0.5 * np.log(2 * np.pi)) + np.sum(np.log(1 - 2 * alpha) - np.log(s * (1 - s))))
+    assert logp == pytest.approx(by_hand, abs=1e-8)
+    expected_bpd = (-by_hand / 16 + np.log(256)) / np.log(2)
+    assert float(bits_per_dim(-logp, 16, 256)) == pytest.approx(expected_bpd, abs=1e-10)
+
+
+def test_ffjord_parameter_counts():
+    for name, count in (("mnist", 400_323), ("cifar10", 679_441)):
+        cfg = load_config(None, [f"data.name={name}", "model.activation=softplus"])
+        assert sum(p.numel() for p in build_flow(cfg).parameters()) == count
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> None:
+    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(str(path), "wb").write(data)
+
+
+@pytest.fixture
+def fake_mnist(tmp_path: Path) -> Path:
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 48), ("t10k", 16)):
+        # smooth blobs, so the images have structure
+        yy, xx = np.mgrid[:28, :28]
+        centres = rng.uniform(8, 20, size=(n, 2))
+        images = 255 * np.exp(-((yy[None] - centres[:, :1, None]) ** 2 + (xx[None] - centres[:, 1:, None]) ** 2) / 40)
+        write_idx(raw / f"{split}-images-idx3-ubyte", images)
+        write_idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    return tmp_path / "data"
+
+
+def test_missing_data_is_one_line_naming_the_files(tmp_path: Path):
+    with pytest.raises(DataError) as info:
+        load_images("mnist", tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and "train-images-idx3-ubyte" in message and str(tmp_path) in message
+
+
+def test_training_then_evaluate_on_synthetic_images(fake_mnist: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    args = ["configs/digits_toflow.yaml", "data.name=mnist", f"data.root={fake_mnist}", "data.resize=8",
+            "data.batch_size=16", "data.test_size=16", "model.hidden=[8]", "trainer.max_steps=3",
+            "trainer.eval_every=3", "trainer.viz_every=3", "trainer.checkpoint_every=3", f"trainer.log_dir={run}",
+            "trainer.progress_bar=false", "solver.atol=1e-3", "solver.rtol=1e-3"]
+    done = subprocess.run([sys.executable, "-m", "toflow.trainers.run", *args], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "bits/dim" in done.stdout and "parameters in 3 CNF blocks" in done.stdout
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 3 and 0 < summary["test_bpd"] < 16
+    assert (run / "samples.png").is_file()
+
+    evaluated = subprocess.run([sys.executable, "-m", "toflow.trainers.evaluate", str(run)], capture_output=True,
+                               text=True, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    after = json.loads((run / "summary.json").read_text())
+    assert after["checkpoint"].endswith(".ckpt") and after["test_bpd"] == pytest.approx(summary["test_bpd"], rel=1e-6)
+    assert f"{after['test_bpd']:.4f} bits/dim" in evaluated.stdout
+
+
+def test_dequantised_batches_are_reproducible_and_in_range():
+    from toflow.data.images import ImageBatches
+
+    images = (torch.arange(50) * 5).to(torch.uint8).reshape(50, 1, 1, 1).repeat(1, 1, 4, 4)  # image i is 5i
+    a = ImageBatches(images, 8, 256, seed=3)
+    b = ImageBatches(images, 8, 256, seed=3, start=7)
+    assert torch.equal(a.batch(7), next(iter(b)))  # resuming at batch 7 gives batch 7
+    x = a.batch(0)
+    assert x.min() >= 0 and x.max() < 1 and x.dtype == torch.float32
+    values = torch.floor(x * 256)
+    assert (values == values[:, :, :1, :1]).all()  # the noise never crosses a grey level
+    assert ((values % 5) == 0).all() and len(values[:, 0, 0, 0].unique()) == 8  # 8 different images
+    assert not torch.equal(a.batch(0), a.batch(a.per_epoch))  # a new epoch reshuffles
