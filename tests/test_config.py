@@ -17,6 +17,20 @@ def test_the_shipped_configs_load():
     for mode in ("fixed", "joint", "steer", "toflow"):
         cfg = load_config(f"configs/toy_checkerboard_{mode}.yaml")
         assert cfg.time.mode == mode and cfg.name == f"toy_checkerboard_{mode}"
+    from pathlib import Path
+
+    for path in Path("configs").glob("*.yaml"):
+        if not path.name.startswith("study"):
+            assert load_config(path).name == path.stem
+
+
+def test_image_configs_carry_the_papers_settings():
+    for name in ("mnist", "fashion_mnist", "cifar"):
+        for mode in ("fixed", "steer", "toflow"):
+            cfg = load_config(f"configs/{name}_{mode}.yaml")
+            assert (cfg.data.batch_size, cfg.optim.lr, cfg.time.T0, cfg.time.lr, cfg.time.alpha, cfg.time.eps) == (
+                200, 1e-3, 1.0, 1e-2, 0.1, 0.1)
+            assert cfg.time.mode == mode and cfg.model.hidden == [64, 64, 64]
 
 
 def test_overrides_apply():
