@@ -85,7 +85,10 @@ class TrainerConfig:
     checkpoint_every: int = 100
     log_dir: Optional[str] = None  # None: runs/<config name>-<timestamp>
     resume: bool = False
-    accelerator: str = "cpu"
+    accelerator: str = "auto"  # auto: CUDA where present, else CPU
+    devices: int = 1  # processes (GPUs) per node
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto (ddp when devices * num_nodes > 1), ddp, ddp_spawn
     num_threads: Optional[int] = None  # CPU threads for torch; None: torch's default
     progress_bar: bool = True
     sample_temperature: float = 1.0  # images: temperature of the sample grids
@@ -115,6 +118,7 @@ CHOICES = {
     "solver.name": ("dopri5", "aca", "mali", "rk4", "euler"),
     "solver.sensitivity": ("adjoint", "autograd"),
     "trainer.accelerator": ("cpu", "gpu", "cuda", "auto"),
+    "trainer.strategy": ("auto", "ddp", "ddp_spawn"),
 }
 
 
@@ -224,6 +228,8 @@ def validate(cfg: RunConfig) -> None:
                 "regularizers.jacobian_frobenius"):
         positive(key, allow_zero=True)
     positive("model.num_blocks")
+    positive("trainer.devices")
+    positive("trainer.num_nodes")
     positive("trainer.sample_temperature")
     if not 0 <= cfg.model.logit_alpha < 0.5:
         raise ConfigError(f"model.logit_alpha: must lie in [0, 0.5), got {cfg.model.logit_alpha}")

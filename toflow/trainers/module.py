@@ -60,8 +60,21 @@ class FlowModule(pl.LightningModule):
         # running totals over the whole run (kept across resumes)
         self.totals = {"steps": 0, "nfe_forward": 0, "nfe_backward": 0, "step_time": 0.0}
         self.test_data = self.source.test
+        # end times stepped by eq. 12-13 take no part in the forward pass: DDP must not wait for them
+        ignored = [name for name, p in self.named_parameters()
+                   if name.endswith("end_time.T") and p.requires_grad and not self._end_time_of(name).grad_from_solve]
+        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, ignored)
         self._val_sum = 0.0
         self._val_count = 0
+
+    def _end_time_of(self, parameter_name: str):
+        return self.get_submodule(parameter_name.rsplit(".", 1)[0])
+
+    def reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The mean over data-parallel processes (the tensor itself in a single process)."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return tensor
+        return self.trainer.strategy.reduce(tensor, reduce_op="mean")
 
     # ---------------------------------------------------------------- optimizers
     def weight_parameters(self) -> list:
@@ -82,7 +95,12 @@ class FlowModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- data
     def train_dataloader(self):
-        return DataLoader(self.source.train_batches(self.cfg.data.batch_size, self.batches_done), batch_size=None)
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        if self.cfg.data.batch_size % world:
+            raise ValueError(f"data.batch_size: {self.cfg.data.batch_size} (the global batch) does not split "
+                             f"evenly over {world} processes")
+        batches = self.source.train_batches(self.cfg.data.batch_size, self.batches_done, rank, world)
+        return DataLoader(batches, batch_size=None)
 
     def val_dataloader(self):
         return DataLoader(self.test_data, batch_size=1000 if not self.source.is_image else 200)
@@ -107,14 +125,19 @@ class FlowModule(pl.LightningModule):
         weights_opt.step()
 
         # step 2: end times (toflow mode)
-        time_grads = temporal_step(self.flow, optimizers[1].optimizer) if len(optimizers) > 1 else {}
+        time_grads = (temporal_step(self.flow, optimizers[1].optimizer, self.reduce_mean) if len(optimizers) > 1
+                      else {})
 
-        nfe = self.flow.nfe
         step_time = time.perf_counter() - started
+        nfe = self.flow.nfe
+        # NFE differ between processes (each solves its own shard): keep their mean
+        nfe_forward, nfe_backward, step_time = self.reduce_mean(
+            torch.tensor([nfe["forward"], nfe["backward"], step_time], dtype=torch.float64, device=loss.device)).tolist()
+        nfe = {"forward": nfe_forward, "backward": nfe_backward}
         self.batches_done += 1
         self.totals["steps"] += 1
-        self.totals["nfe_forward"] += nfe["forward"]
-        self.totals["nfe_backward"] += nfe["backward"]
+        self.totals["nfe_forward"] += nfe_forward
+        self.totals["nfe_backward"] += nfe_backward
         self.totals["step_time"] += step_time
 
         log = {"train/loss": loss.detach(), "train/nll": parts.pop("nll").detach(), "nfe/forward": float(nfe["forward"]),
@@ -131,7 +154,7 @@ class FlowModule(pl.LightningModule):
             log[f"T/block{index}"] = float(end_time.T.detach())
         for index, grad in time_grads.items():
             log[f"T_grad/block{index}"] = grad
-        self.log_dict(log, on_step=True, on_epoch=False)
+        self.log_dict(log, on_step=True, on_epoch=False, sync_dist=self.trainer.world_size > 1)
         self.log("T", float(self.flow.end_times()[0].T.detach()), prog_bar=True, logger=False)
         self.log("nfe", float(nfe["forward"] + nfe["backward"]), prog_bar=True, logger=False)
         self.log("loss", loss.detach(), prog_bar=True, logger=False)
@@ -149,8 +172,10 @@ class FlowModule(pl.LightningModule):
 
     def on_validation_epoch_end(self):
         torch.set_rng_state(self._train_rng)
-        if self._val_count:
-            nll = self._val_sum / self._val_count
+        total, count = self.reduce_mean(torch.tensor([self._val_sum, float(self._val_count)], dtype=torch.float64,
+                                                     device=self.device)).tolist()
+        if count:
+            nll = total / count
             self.log("test/nll", nll, prog_bar=not self.source.is_image)
             if self.source.is_image:
                 self.log("test/bpd", self.bits_per_dim(nll), prog_bar=True)

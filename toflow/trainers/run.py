@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         summary = train(cfg)
+        if not summary:  # a data-parallel process other than the first
+            return 0
     except (ConfigError, DataError) as err:
         if args.debug:
             raise

@@ -20,16 +20,20 @@ def time_optimized_blocks(flow) -> list:
     return [block for block in flow.blocks() if block.end_time.has_own_optimizer]
 
 
-def temporal_step(flow, optimizer: Optimizer) -> dict:
+def temporal_step(flow, optimizer: Optimizer, reduce=None) -> dict:
     """Set dL/dT + alpha sign(T) on each TO-FLOW end time, step ``optimizer``, clip.
 
-    Returns the gradients used, ``{block index: g_T}``, for logging.
+    ``reduce(tensor)`` averages a gradient over data-parallel processes (the alternating
+    gradient is computed after the backward pass, outside DDP's reduction), so every
+    process takes the same step. Returns the gradients used, ``{block index: g_T}``.
     """
     used = {}
     for index, block in enumerate(time_optimized_blocks(flow)):
         end_time = block.end_time
         if end_time.grad == "alternating":
             grad = block.alternating_time_grad()
+            if reduce is not None:
+                grad = reduce(grad)
         else:
             grad = end_time.T.grad if end_time.T.grad is not None else torch.zeros_like(end_time.T)
         grad = grad.detach().reshape(end_time.T.shape) + end_time.regularization_grad()

@@ -29,10 +29,15 @@ SUMMARY_KEYS = ("test_nll", "nfe_forward_mean", "nfe_backward_mean", "time_per_i
                 "end_times", "params")
 
 
+RUN_DIR_ENV = "TOFLOW_RUN_DIR"  # hands an unnamed run's directory to the processes DDP launches
+
+
 def run_dir_of(cfg: RunConfig) -> Path:
     """``trainer.log_dir``, or ``runs/<config name>-<timestamp>`` when it is not set."""
     if cfg.trainer.log_dir:
         return Path(cfg.trainer.log_dir)
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
     return Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
@@ -54,11 +59,14 @@ def _checkpoint_path(run_dir: Path, cfg: RunConfig) -> Path | None:
     return None
 
 
-def train(cfg: RunConfig) -> dict:
+def train(cfg: RunConfig, callbacks: list | None = None) -> dict:
     """Train the flow ``cfg`` describes; leave a run directory; return its summary.
 
     The run directory holds TensorBoard event files, ``checkpoints/last.ckpt`` and
-    ``best.ckpt``, ``config.yaml``, ``plots/`` and ``summary.json``.
+    ``best.ckpt``, ``config.yaml``, ``plots/`` and ``summary.json``. With several
+    processes (``trainer.devices``, ``trainer.num_nodes``) every process trains and only
+    the first writes; the others return an empty summary. ``callbacks``: extra Lightning
+    callbacks.
     """
     started = time.perf_counter()
     t = cfg.trainer
@@ -75,7 +83,7 @@ def train(cfg: RunConfig) -> dict:
     print(f"{cfg.name}: {sum(p.numel() for p in module.flow.parameters()):,} parameters in {len(blocks)} CNF "
           f"block{'s' if len(blocks) > 1 else ''}", flush=True)
     checkpoints = run_dir / "checkpoints"
-    callbacks = [
+    callbacks = list(callbacks or []) + [
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="test/nll", mode="min", save_top_k=1,
                         auto_insert_metric_name=False, enable_version_counter=False),
         ModelCheckpoint(dirpath=checkpoints, filename="last", every_n_train_steps=t.checkpoint_every,
@@ -86,17 +94,27 @@ def train(cfg: RunConfig) -> dict:
     if t.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     trainer = pl.Trainer(
-        max_steps=t.max_steps, accelerator=t.accelerator, devices=1, logger=TensorBoardLogger(
+        max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+        strategy=t.strategy, logger=TensorBoardLogger(
             save_dir=str(run_dir), name="", version="", default_hp_metric=False),
         callbacks=callbacks, val_check_interval=t.eval_every, check_val_every_n_epoch=None,
         num_sanity_val_steps=0, inference_mode=False, enable_progress_bar=t.progress_bar,
         enable_model_summary=False, log_every_n_steps=1, default_root_dir=str(run_dir),
     )
-    with warnings.catch_warnings():
-        for message in QUIET:
-            warnings.filterwarnings("ignore", message=message)
-        trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    trainer.save_checkpoint(checkpoints / "last.ckpt")
+    distributed = t.devices * t.num_nodes > 1
+    if distributed:
+        os.environ[RUN_DIR_ENV] = str(run_dir)
+    try:
+        with warnings.catch_warnings():
+            for message in QUIET:
+                warnings.filterwarnings("ignore", message=message)
+            trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        trainer.save_checkpoint(checkpoints / "last.ckpt")
+    finally:
+        if distributed:
+            os.environ.pop(RUN_DIR_ENV, None)
+    if not trainer.is_global_zero:
+        return {}
 
     flow, source, step = module.flow, module.source, trainer.global_step
     reference = flow.end_times()[0].T

@@ -1,0 +1,62 @@
+"""Data-parallel training on CPU (gloo): 2 processes launched by torchrun."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+SMALL = ["model.hidden=[16,16]", "data.batch_size=64", "data.test_size=200", "trainer.eval_every=4",
+         "trainer.viz_every=100", "trainer.checkpoint_every=4", "trainer.progress_bar=false", "solver.atol=1e-4",
+         "solver.rtol=1e-4", "trainer.accelerator=cpu", "trainer.num_threads=1"]
+
+
+def torchrun(out: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "tests/ddp_worker.py", str(out), *args, *SMALL, "trainer.devices=2", "trainer.strategy=ddp"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def first_loss(run: Path) -> float:
+    losses = []
+    for events in sorted(run.glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        if "train/loss" in accumulator.Tags()["scalars"]:
+            losses += [e for e in accumulator.Scalars("train/loss") if e.step == 0]
+    return losses[0].value
+
+
+def test_two_processes_stay_identical_write_once_and_resume(tmp_path: Path):
+    run, out = tmp_path / "run", tmp_path / "out"
+    done = torchrun(out, "trainer.max_steps=6", f"trainer.log_dir={run}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (torch.load(out / f"state_rank{r}.pt") for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
+    assert float(rank0["end_time.T"]) != 0.5  # T moved, identically on both
+
+    summaries = [json.loads((out / f"summary_rank{r}.json").read_text()) for r in (0, 1)]
+    assert summaries[0]["steps"] == 6 and summaries[1] == {}  # only the first process writes the summary
+    assert json.loads((run / "summary.json").read_text())["steps"] == 6
+
+    again = torchrun(out, "trainer.max_steps=8", "trainer.resume=true", f"trainer.log_dir={run}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 8 and checkpoint["toflow"]["batches_done"] == 8
+    assert float(checkpoint["optimizer_states"][1]["state"][0]["step"]) == 8
+
+
+def test_a_ddp_step_has_the_single_process_loss(tmp_path: Path):
+    single = tmp_path / "single"
+    done = subprocess.run([sys.executable, "-m", "toflow.trainers.run", "configs/toy_checkerboard_toflow.yaml",
+                           "trainer.max_steps=1", f"trainer.log_dir={single}", *SMALL], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    parallel = tmp_path / "parallel"
+    done = torchrun(tmp_path / "out", "trainer.max_steps=1", f"trainer.log_dir={parallel}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert abs(first_loss(parallel) - first_loss(single)) < 1e-5
