@@ -91,6 +91,7 @@ class TrainerConfig:
     strategy: str = "auto"  # auto (ddp when devices * num_nodes > 1), ddp, ddp_spawn
     num_threads: Optional[int] = None  # CPU threads for torch; None: torch's default
     progress_bar: bool = True
+    max_bad_steps: int = 10  # non-finite steps skipped in a row before the run stops
     sample_temperature: float = 1.0  # images: temperature of the sample grids
 
 

@@ -29,13 +29,13 @@ def build_flow(cfg: RunConfig):
     m = cfg.model
     if cfg.data.name not in IMAGE_SETS:
         field = ConcatSquashMLP(event_shape(cfg.data.name)[0], m.hidden, m.activation)
-        return CNF(field, build_end_time(cfg), solver, regularizers, trace=m.trace, probe=m.probe)
+        return CNF(field, build_end_time(cfg), solver, regularizers, trace=m.trace, probe=m.probe, name="block 0")
     built = []
 
     def make_block(shape: tuple) -> CNF:
         field = ConcatConvNet(shape[0], m.hidden, m.activation)
         block = CNF(field, build_end_time(cfg, len(built)), solver, regularizers, trace=m.trace, probe=m.probe,
-                    event_shape=shape)
+                    event_shape=shape, name=f"block {len(built)}")
         built.append(block)
         return block
 

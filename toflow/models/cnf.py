@@ -86,8 +86,9 @@ class CNF(nn.Module):
 
     def __init__(self, field: nn.Module, end_time: EndTime | None = None, solver: Solver | None = None,
                  regularizers: Sequence = (), trace: str = "auto", probe: str = "rademacher",
-                 event_shape: Sequence[int] | None = None):
+                 event_shape: Sequence[int] | None = None, name: str = "CNF block"):
         super().__init__()
+        self.name = name
         event_shape = tuple(event_shape) if event_shape is not None else (field.dim,)
         self.end_time = end_time if end_time is not None else EndTime()
         self.solver = solver if solver is not None else Dopri5()
@@ -121,7 +122,7 @@ class CNF(nn.Module):
         try:
             end = self.ode.end_state(state, t_span)
         except SolverError as err:
-            raise SolverError(f"CNF block with T={float(t_span[-1]):.4g}: {err}") from None
+            raise type(err)(f"{self.name} (T={float(t_span[-1]):.4g}): {err}") from None
         if end.requires_grad:
             end.register_hook(self._on_backward)
         if self.training:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .aca import ACA
 from .base import Solver, SolverError
-from .control import Tolerance
+from .control import NonFiniteError, Tolerance
 from .dopri5 import Dopri5
 from .fixed import RK4, Euler
 from .mali import MALI
@@ -33,5 +33,5 @@ def build_solver(name: str = "dopri5", **settings) -> Solver:
     return cls(**settings)
 
 
-__all__ = ["ACA", "Dopri5", "Euler", "FlowODE", "MALI", "RK4", "SOLVERS", "Solver", "SolverError", "Tolerance",
+__all__ = ["ACA", "Dopri5", "Euler", "FlowODE", "MALI", "NonFiniteError", "RK4", "SOLVERS", "Solver", "SolverError", "Tolerance",
            "build_solver"]

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .control import SolverError, Tolerance
+from .control import NonFiniteError, SolverError, Tolerance
 from .sensitivity import solve_adjoint, solve_autograd
 
-__all__ = ["Solver", "SolverError"]
+__all__ = ["NonFiniteError", "Solver", "SolverError"]
 
 
 @dataclass(frozen=True)

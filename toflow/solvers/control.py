@@ -21,6 +21,10 @@ class SolverError(RuntimeError):
     """An integration could not finish: too many steps or a step size that underflowed."""
 
 
+class NonFiniteError(SolverError):
+    """The state or the field became NaN or infinite during an integration."""
+
+
 @dataclass(frozen=True)
 class Tolerance:
     """``atol``/``rtol`` and which columns the error norm sees (None: all)."""
@@ -34,7 +38,10 @@ class Tolerance:
         if self.controlled is not None:
             error, y, y_new = (v[:, : self.controlled] for v in (error, y, y_new))
         scale = self.atol + self.rtol * torch.maximum(y.abs(), y_new.abs())
-        return float((error / scale).detach().pow(2).mean().sqrt())
+        ratio = float((error / scale).detach().pow(2).mean().sqrt())
+        if ratio != ratio or ratio == float("inf"):
+            raise NonFiniteError("the state or the field became NaN or infinite")
+        return ratio
 
     def rms(self, value: Tensor, y: Tensor) -> float:
         if self.controlled is not None:

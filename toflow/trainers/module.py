@@ -11,6 +11,7 @@ training step advances Lightning's ``global_step`` by exactly one.
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytorch_lightning as pl
@@ -21,7 +22,12 @@ from ..config import RunConfig, to_dict
 from ..data import DataSource, bits_per_dim, make_source
 from ..models import build_flow
 from .objective import objective
-from .temporal import temporal_step, time_optimized_blocks
+from ..solvers import NonFiniteError
+from .temporal import time_gradients, time_optimized_blocks, time_step
+
+
+class NonFiniteTraining(RuntimeError):
+    """Too many training steps in a row were skipped for non-finite values."""
 
 
 EVAL_SEED = 0  # evaluations draw their Hutchinson probes from this seed, leaving training's RNG alone
@@ -58,7 +64,8 @@ class FlowModule(pl.LightningModule):
         self.automatic_optimization = False
         self.batches_done = 0
         # running totals over the whole run (kept across resumes)
-        self.totals = {"steps": 0, "nfe_forward": 0, "nfe_backward": 0, "step_time": 0.0}
+        self.totals = {"steps": 0, "nfe_forward": 0, "nfe_backward": 0, "step_time": 0.0, "bad_steps": 0}
+        self.bad_in_a_row = 0
         self.test_data = self.source.test
         # end times stepped by eq. 12-13 take no part in the forward pass: DDP must not wait for them
         ignored = [name for name, p in self.named_parameters()
@@ -113,20 +120,39 @@ class FlowModule(pl.LightningModule):
         started = time.perf_counter()
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        weights_opt = optimizers[0]
+        weights_opt, time_opt = optimizers[0], (optimizers[1].optimizer if len(optimizers) > 1 else None)
         self.flow.reset_nfe()
+        self.batches_done += 1
 
-        # step 1: weights
-        loss, parts = objective(self.flow, x, self.source.dim, self.source.levels)
+        # step 1: weights. A non-finite batch, loss, gradient or T skips the whole step.
+        problem = None if torch.isfinite(x).all() else "batch"
+        if problem is None:
+            try:
+                loss, parts = objective(self.flow, x, self.source.dim, self.source.levels)
+                problem = None if torch.isfinite(loss) else "loss"
+            except NonFiniteError:
+                problem = "state"
+        if self._any_process(problem is not None):
+            return self._skip(problem or "another process's step", optimizers)
         weights_opt.zero_grad()
         self.manual_backward(loss)
-        max_norm = self.cfg.optim.max_grad_norm or float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.weight_parameters(), max_norm)
+        weights = self.weight_parameters()
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in weights if p.grad is not None])
+        if not torch.isfinite(grad_norm):
+            return self._skip("gradient", optimizers)
+        if self.cfg.optim.max_grad_norm:
+            torch.nn.utils.clip_grads_with_norm_(weights, self.cfg.optim.max_grad_norm, grad_norm)
+        undo = self._snapshot(weights, weights_opt) if time_opt is not None else None
         weights_opt.step()
 
         # step 2: end times (toflow mode)
-        time_grads = (temporal_step(self.flow, optimizers[1].optimizer, self.reduce_mean) if len(optimizers) > 1
-                      else {})
+        time_grads = time_gradients(self.flow, self.reduce_mean) if time_opt is not None else {}
+        if not all(math.isfinite(g) for g in time_grads.values()):
+            undo()
+            return self._skip("T gradient", optimizers)
+        if time_grads:
+            time_step(self.flow, time_opt)
+        self.bad_in_a_row = 0
 
         step_time = time.perf_counter() - started
         nfe = self.flow.nfe
@@ -134,7 +160,6 @@ class FlowModule(pl.LightningModule):
         nfe_forward, nfe_backward, step_time = self.reduce_mean(
             torch.tensor([nfe["forward"], nfe["backward"], step_time], dtype=torch.float64, device=loss.device)).tolist()
         nfe = {"forward": nfe_forward, "backward": nfe_backward}
-        self.batches_done += 1
         self.totals["steps"] += 1
         self.totals["nfe_forward"] += nfe_forward
         self.totals["nfe_backward"] += nfe_backward
@@ -159,6 +184,45 @@ class FlowModule(pl.LightningModule):
         self.log("nfe", float(nfe["forward"] + nfe["backward"]), prog_bar=True, logger=False)
         self.log("loss", loss.detach(), prog_bar=True, logger=False)
         return loss.detach()
+
+    # ---------------------------------------------------------------- non-finite steps
+    def _any_process(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on any data-parallel process (so all skip together)."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return flag
+        return bool(self.reduce_mean(torch.tensor(float(flag), device=self.device)) > 0)
+
+    def _snapshot(self, weights: list, optimizer):
+        """A closure that puts the weights and the optimizer's state back as they are now."""
+        values = [p.detach().clone() for p in weights]
+        state = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in optimizer.state_dict().items()
+                 if k != "state"}
+        inner = {i: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()}
+                 for i, s in optimizer.state_dict()["state"].items()}
+
+        def undo() -> None:
+            with torch.no_grad():
+                for p, value in zip(weights, values):
+                    p.copy_(value)
+            optimizer.load_state_dict({**state, "state": inner})
+
+        return undo
+
+    def _skip(self, what: str, optimizers) -> None:
+        """Leave weights, T and both optimizers as they were; count; stop after too many in a row."""
+        for opt in optimizers:
+            opt.zero_grad()
+        for end_time in self.flow.end_times():
+            end_time.T.grad = None
+        self.bad_in_a_row += 1
+        self.totals["bad_steps"] += 1
+        self.log("train/bad_steps", float(self.totals["bad_steps"]), on_step=True, on_epoch=False)
+        limit = self.cfg.trainer.max_bad_steps
+        if self.bad_in_a_row > limit:
+            raise NonFiniteTraining(f"{self.bad_in_a_row} steps in a row with a non-finite {what} "
+                                    f"(trainer.max_bad_steps={limit}); stopped at step {self.trainer.global_step}, "
+                                    "the last good checkpoint is intact")
+        return None
 
     # ---------------------------------------------------------------- evaluation
     def on_validation_epoch_start(self):

@@ -20,12 +20,12 @@ def time_optimized_blocks(flow) -> list:
     return [block for block in flow.blocks() if block.end_time.has_own_optimizer]
 
 
-def temporal_step(flow, optimizer: Optimizer, reduce=None) -> dict:
-    """Set dL/dT + alpha sign(T) on each TO-FLOW end time, step ``optimizer``, clip.
+def time_gradients(flow, reduce=None) -> dict:
+    """Set g_T = dL/dT + alpha sign(T) as the gradient of every TO-FLOW end time.
 
     ``reduce(tensor)`` averages a gradient over data-parallel processes (the alternating
     gradient is computed after the backward pass, outside DDP's reduction), so every
-    process takes the same step. Returns the gradients used, ``{block index: g_T}``.
+    process takes the same step. Returns ``{block index: g_T}``.
     """
     used = {}
     for index, block in enumerate(time_optimized_blocks(flow)):
@@ -39,9 +39,20 @@ def temporal_step(flow, optimizer: Optimizer, reduce=None) -> dict:
         grad = grad.detach().reshape(end_time.T.shape) + end_time.regularization_grad()
         end_time.T.grad = grad.to(end_time.T.dtype)
         used[index] = float(grad)
+    return used
+
+
+def time_step(flow, optimizer: Optimizer) -> None:
+    """Step the end times with their gradients (eq. 14), then Clip(T) (eq. 17)."""
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    for block in time_optimized_blocks(flow):
+        block.end_time.clip_()
+
+
+def temporal_step(flow, optimizer: Optimizer, reduce=None) -> dict:
+    """The whole step 2: :func:`time_gradients`, then :func:`time_step`. Returns the gradients used."""
+    used = time_gradients(flow, reduce)
     if used:
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        for block in time_optimized_blocks(flow):
-            block.end_time.clip_()
+        time_step(flow, optimizer)
     return used
