@@ -12,11 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from ..config import ConfigError, from_dict
 from ..data import DataError
 from .module import FlowModule, mean_nll
+from .reliability import CheckpointError, load_checkpoint
 
 
 def _checkpoint(target: Path) -> Path:
@@ -33,11 +32,8 @@ def _checkpoint(target: Path) -> Path:
 def evaluate(target: str | Path, overrides: dict | None = None) -> dict:
     """Evaluate the run or checkpoint ``target``; update its ``summary.json``; return the scores."""
     path = _checkpoint(Path(target))
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        config = from_dict(checkpoint["hyper_parameters"]["config"] | (overrides or {}))
-    except (KeyError, RuntimeError, EOFError) as err:
-        raise ConfigError(f"evaluate: {path} is not a toflow checkpoint ({type(err).__name__})") from None
+    checkpoint = load_checkpoint(path)
+    config = from_dict(checkpoint["hyper_parameters"]["config"] | (overrides or {}))
     module = FlowModule(config)
     module.load_state_dict(checkpoint["state_dict"])
     flow, source = module.flow, module.source
@@ -62,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         scores = evaluate(args.target)
-    except (ConfigError, DataError) as err:
+    except (ConfigError, DataError, CheckpointError) as err:
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import RunConfig, to_dict
-from ..data import DataSource, bits_per_dim, make_source
+from ..data import DataError, DataSource, bits_per_dim, make_source
 from ..models import build_flow
 from .objective import objective
 from ..solvers import NonFiniteError
@@ -67,6 +67,8 @@ class FlowModule(pl.LightningModule):
         self.totals = {"steps": 0, "nfe_forward": 0, "nfe_backward": 0, "step_time": 0.0, "bad_steps": 0}
         self.bad_in_a_row = 0
         self.test_data = self.source.test
+        if not torch.isfinite(self.test_data).all():
+            raise DataError(f"data.name={self.source.name}: the test set holds non-finite values")
         # end times stepped by eq. 12-13 take no part in the forward pass: DDP must not wait for them
         ignored = [name for name, p in self.named_parameters()
                    if name.endswith("end_time.T") and p.requires_grad and not self._end_time_of(name).grad_from_solve]

@@ -70,9 +70,10 @@ def load_checkpoint(path: str | Path) -> dict:
 
 class StopOnSignal(pl.Callback):
     """On SIGTERM or SIGINT: finish the current step, save ``last``, and stop with
-    :class:`Interrupted`. A second SIGINT interrupts at once."""
+    :class:`Interrupted`. A second SIGINT interrupts at once. (Lightning itself notes
+    SIGTERM in ``trainer.received_sigterm``; SIGINT is caught here.)"""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    SIGNALS = (signal.SIGINT,)
 
     def __init__(self, last_checkpoint: Path):
         self.last_checkpoint = Path(last_checkpoint)

@@ -10,6 +10,9 @@ from pathlib import Path
 
 from ..config import ConfigError, load_config
 from ..data import DataError
+from ..solvers import SolverError
+from .module import NonFiniteTraining
+from .reliability import CheckpointError, Interrupted
 from .train import train
 
 
@@ -28,11 +31,19 @@ def main(argv: list[str] | None = None) -> int:
         summary = train(cfg)
         if not summary:  # a data-parallel process other than the first
             return 0
-    except (ConfigError, DataError) as err:
+    except (ConfigError, DataError, CheckpointError) as err:
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (SolverError, NonFiniteTraining) as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Interrupted as stop:
+        print(f"{stop}", file=sys.stderr)
+        return 128 + stop.signum
     score = (f"test {summary['test_bpd']:.4f} bits/dim" if "test_bpd" in summary
              else f"test NLL {summary['test_nll']:.4f} nats")
     print(f"{summary['name']} [{summary['mode']}, {summary['solver']}]: {score} | "

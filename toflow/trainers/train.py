@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 import warnings
 from datetime import datetime
@@ -14,10 +15,13 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from ..config import ConfigError, RunConfig, to_dict, to_yaml
 from .callbacks import DensityPlots, SampleGrids, save_grid
+from ..data import DataSource
 from .module import FlowModule, mean_nll
+from .reliability import AtomicCheckpointIO, Interrupted, StopOnSignal, load_checkpoint
 from .plots import figure_2d
 
 # Lightning notices that say nothing about this run
@@ -52,6 +56,7 @@ def _checkpoint_path(run_dir: Path, cfg: RunConfig) -> Path | None:
     if cfg.trainer.resume:
         if not last.is_file():
             raise ConfigError(f"trainer.resume: no checkpoint to resume at {last}")
+        load_checkpoint(last)  # refuse a damaged file before anything starts
         return last
     if last.exists():
         raise ConfigError(f"trainer.log_dir: {run_dir} already holds a run; pass trainer.resume=true to "
@@ -59,14 +64,14 @@ def _checkpoint_path(run_dir: Path, cfg: RunConfig) -> Path | None:
     return None
 
 
-def train(cfg: RunConfig, callbacks: list | None = None) -> dict:
+def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | None = None) -> dict:
     """Train the flow ``cfg`` describes; leave a run directory; return its summary.
 
     The run directory holds TensorBoard event files, ``checkpoints/last.ckpt`` and
     ``best.ckpt``, ``config.yaml``, ``plots/`` and ``summary.json``. With several
     processes (``trainer.devices``, ``trainer.num_nodes``) every process trains and only
     the first writes; the others return an empty summary. ``callbacks``: extra Lightning
-    callbacks.
+    callbacks; ``source``: data to train on instead of the config's data set.
     """
     started = time.perf_counter()
     t = cfg.trainer
@@ -78,7 +83,7 @@ def train(cfg: RunConfig, callbacks: list | None = None) -> dict:
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     pl.seed_everything(cfg.seed, verbose=False)
-    module = FlowModule(cfg)
+    module = FlowModule(cfg, source)
     blocks = module.flow.blocks()
     print(f"{cfg.name}: {sum(p.numel() for p in module.flow.parameters()):,} parameters in {len(blocks)} CNF "
           f"block{'s' if len(blocks) > 1 else ''}", flush=True)
@@ -90,12 +95,13 @@ def train(cfg: RunConfig, callbacks: list | None = None) -> dict:
                         save_top_k=1, enable_version_counter=False),
         (SampleGrids(t.viz_every, run_dir / "plots", t.sample_temperature) if module.source.is_image
          else DensityPlots(t.viz_every, run_dir / "plots", module.test_data)),
+        StopOnSignal(checkpoints / "last.ckpt"),
     ]
     if t.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     trainer = pl.Trainer(
         max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=t.strategy, logger=TensorBoardLogger(
+        strategy=t.strategy, plugins=[AtomicCheckpointIO()], logger=TensorBoardLogger(
             save_dir=str(run_dir), name="", version="", default_hp_metric=False),
         callbacks=callbacks, val_check_interval=t.eval_every, check_val_every_n_epoch=None,
         num_sanity_val_steps=0, inference_mode=False, enable_progress_bar=t.progress_bar,
@@ -108,7 +114,11 @@ def train(cfg: RunConfig, callbacks: list | None = None) -> dict:
         with warnings.catch_warnings():
             for message in QUIET:
                 warnings.filterwarnings("ignore", message=message)
-            trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
+            try:
+                trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+            except SIGTERMException:  # Lightning stops between two steps on SIGTERM
+                trainer.save_checkpoint(checkpoints / "last.ckpt")
+                raise Interrupted(signal.SIGTERM, trainer.global_step, checkpoints / "last.ckpt") from None
         trainer.save_checkpoint(checkpoints / "last.ckpt")
     finally:
         if distributed:
@@ -147,6 +157,7 @@ def train(cfg: RunConfig, callbacks: list | None = None) -> dict:
         "steps": int(trainer.global_step),
         "end_times": [float(et.T.detach()) if et.mode != "steer" else et.T0 for et in flow.end_times()],
         "params": sum(p.numel() for p in flow.parameters()),
+        "bad_steps": int(totals["bad_steps"]),
         "log_dir": str(run_dir),
     }
     metrics = {f"hparams/{key}": summary[key] for key in ("test_nll", "test_bpd", "nfe_forward_mean",

@@ -1,0 +1,230 @@
+"""Faults provoked for real: bad configs, NaN batches, damaged checkpoints, solver blow-ups,
+SIGKILL and SIGTERM mid-run, missing data, and determinism."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import toflow
+from toflow.config import load_config
+from toflow.data import DataError, make_source
+from toflow.trainers import FlowModule
+from toflow.trainers.module import NonFiniteTraining
+from toflow.trainers.reliability import CheckpointError, load_checkpoint
+
+SMALL = ["model.hidden=[16,16]", "data.batch_size=64", "data.test_size=200", "trainer.eval_every=5",
+         "trainer.viz_every=1000", "trainer.checkpoint_every=5", "trainer.progress_bar=false", "solver.atol=1e-4",
+         "solver.rtol=1e-4", "trainer.num_threads=1", "trainer.accelerator=cpu"]
+CONFIG = "configs/toy_checkerboard_toflow.yaml"
+
+
+def cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "toflow.trainers.run", CONFIG, *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_misspelt_key_exits_2_with_a_suggestion_and_no_traceback():
+    done = cli("solver.tol=1e-3")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
+    assert "solver.tol" in done.stderr
+
+
+def test_out_of_range_and_missing_file():
+    done = cli("time.eps=0.6")
+    assert done.returncode == 2 and "time.eps" in done.stderr and done.stderr.strip().count("\n") == 0
+    done = subprocess.run([sys.executable, "-m", "toflow.trainers.run", "configs/nope.yaml"], capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and "nope.yaml" in done.stderr
+
+
+class PoisonedSource:
+    """The toy source whose training batches number ``bad`` (0-based) hold a NaN."""
+
+    def __init__(self, cfg, bad):
+        self.inner = make_source(cfg.data.name, cfg.seed, test_size=cfg.data.test_size)
+        self.bad = set(bad)
+        for key in ("name", "event_shape", "test", "levels", "dim", "is_image"):
+            setattr(self, key, getattr(self.inner, key))
+
+    def train_batches(self, batch_size, batches_done=0, rank=0, world=1):
+        inner, bad = self.inner.train_batches(batch_size, batches_done, rank, world), self.bad
+
+        class Batches(torch.utils.data.IterableDataset):
+            def __iter__(self):
+                for k, x in enumerate(inner, start=batches_done):
+                    if k in bad:
+                        x = x.clone()
+                        x[0, 0] = float("nan")
+                    yield x
+
+        return Batches()
+
+
+def test_a_nan_batch_is_skipped_and_counted(tmp_path: Path):
+    cfg = load_config(CONFIG, [*SMALL, "trainer.max_steps=6", f"trainer.log_dir={tmp_path / 'run'}"])
+    states = []
+
+    class Watch(toflow.trainers.module.pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            states.append((batch_idx, trainer.global_step, float(module.flow.end_time.T),
+                           module.flow.field.layers[0].layer.weight.detach().clone()))
+
+    summary = toflow.train(cfg, callbacks=[Watch()], source=PoisonedSource(cfg, bad={2}))
+    assert summary["bad_steps"] == 1 and summary["steps"] == 6
+    before, poisoned = states[1], states[2]
+    assert poisoned[1] == before[1]  # no optimizer step
+    assert poisoned[2] == before[2] and torch.equal(poisoned[3], before[3])  # T and weights untouched
+    assert states[3][1] == before[1] + 1  # training went on
+
+
+def test_too_many_bad_steps_stop_the_run_with_the_checkpoint_intact(tmp_path: Path):
+    run = tmp_path / "run"
+    cfg = load_config(CONFIG, [*SMALL, "trainer.max_steps=30", "trainer.max_bad_steps=2", f"trainer.log_dir={run}"])
+    with pytest.raises(NonFiniteTraining, match="trainer.max_bad_steps=2"):
+        toflow.train(cfg, source=PoisonedSource(cfg, bad=set(range(7, 100))))
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 5  # the last good checkpoint
+
+
+def test_undo_restores_weights_and_optimizer_state():
+    module = FlowModule(load_config(CONFIG, SMALL))
+    opt = module.configure_optimizers()[0]
+    weights = module.weight_parameters()
+    for p in weights:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    saved = ([p.detach().clone() for p in weights], {k: v["exp_avg"].clone() for k, v in opt.state_dict()["state"].items()})
+    undo = module._snapshot(weights, opt)
+    opt.step()
+    undo()
+    assert all(torch.equal(p, s) for p, s in zip(weights, saved[0]))
+    assert all(torch.equal(opt.state_dict()["state"][k]["exp_avg"], v) for k, v in saved[1].items())
+    assert all(int(v["step"]) == 1 for v in opt.state_dict()["state"].values())
+
+
+def test_truncated_and_altered_checkpoints_are_refused(tmp_path: Path):
+    run = tmp_path / "run"
+    assert cli(*SMALL, "trainer.max_steps=5", f"trainer.log_dir={run}").returncode == 0
+    last = run / "checkpoints" / "last.ckpt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    done = cli(*SMALL, "trainer.max_steps=8", "trainer.resume=true", f"trainer.log_dir={run}")
+    assert done.returncode == 2 and "truncated" in done.stderr and "Traceback" not in done.stderr
+    torch.save({"state_dict": {}}, last)
+    with pytest.raises(CheckpointError, match="not a toflow checkpoint"):
+        load_checkpoint(last)
+    evaluated = subprocess.run([sys.executable, "-m", "toflow.trainers.evaluate", str(last)], capture_output=True,
+                               text=True)
+    assert evaluated.returncode == 2 and evaluated.stderr.strip().count("\n") == 0
+
+
+def test_a_checkpoint_with_code_in_it_is_not_run(tmp_path: Path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": Payload(), "toflow": {}, "hyper_parameters": {}}, path)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_solver_past_max_steps_names_the_block_and_T():
+    done = cli(*SMALL, "trainer.max_steps=2", "solver.max_steps=1", f"trainer.log_dir={Path('/tmp') / str(time.time())}")
+    assert done.returncode == 1
+    assert "block 0 (T=0.5)" in done.stderr and "solver.max_steps" in done.stderr
+    assert done.stderr.strip().count("\n") == 0
+
+
+def wait_for_step(checkpoint: Path, step: int, process, limit=300) -> None:
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        if checkpoint.is_file():
+            try:
+                if torch.load(checkpoint, weights_only=True)["global_step"] >= step:
+                    return
+            except Exception:
+                pass
+        time.sleep(0.2)
+    raise TimeoutError
+
+
+def start(run: Path, steps: int):
+    return subprocess.Popen([sys.executable, "-m", "toflow.trainers.run", CONFIG, *SMALL, f"trainer.max_steps={steps}",
+                             f"trainer.log_dir={run}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_mid_run_then_resume(tmp_path: Path):
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    process = start(run, 40)
+    wait_for_step(last, 10, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = load_checkpoint(last)  # complete, whatever moment the kill came
+    step = saved["global_step"]
+    assert step >= 10 and step % 5 == 0
+    assert not list(last.parent.glob("*.tmp"))
+    resumed = cli(*SMALL, "trainer.max_steps=40", "trainer.resume=true", f"trainer.log_dir={run}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    final = load_checkpoint(last)
+    assert final["global_step"] == 40 and final["toflow"]["batches_done"] == 40
+    assert float(final["optimizer_states"][0]["state"][0]["step"]) == 40  # weights' Adam continued
+    assert float(final["optimizer_states"][1]["state"][0]["step"]) == 40  # T's Adam continued
+    assert json.loads((run / "summary.json").read_text())["steps"] == 40
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_a_checkpoint_and_exits(tmp_path: Path, signum):
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    process = start(run, 400)
+    wait_for_step(last, 5, process)
+    time.sleep(1.0)  # a step or two past the periodic checkpoint
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum
+    message = stderr.strip().splitlines()[-1]
+    assert signal.Signals(signum).name in message and "trainer.resume=true" in message
+    saved = load_checkpoint(last)
+    assert f"at step {saved['global_step']};" in message  # saved at the step it stopped, not the last periodic one
+    assert saved["toflow"]["batches_done"] == saved["global_step"]
+
+
+def test_missing_and_corrupt_data(tmp_path: Path):
+    with pytest.raises(DataError, match="train-images-idx3-ubyte"):
+        make_source("mnist", root=str(tmp_path))
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"\x00\x00\x08\x03garbage")
+    with pytest.raises(DataError, match="cannot read"):
+        make_source("mnist", root=str(tmp_path))
+
+
+def test_non_finite_data_is_refused():
+    cfg = load_config(CONFIG, SMALL)
+    source = make_source("checkerboard", test_size=50)
+    source.test[3, 1] = float("inf")
+    with pytest.raises(DataError, match="non-finite"):
+        FlowModule(cfg, source)
+
+
+def test_same_config_and_seed_give_the_same_summary(tmp_path: Path):
+    summaries = []
+    for name in ("a", "b"):
+        cfg = load_config(CONFIG, [*SMALL, "trainer.max_steps=6", f"trainer.log_dir={tmp_path / name}"])
+        summaries.append(toflow.train(cfg))
+    for key in ("test_nll", "nfe_forward_mean", "nfe_backward_mean", "end_times", "steps"):
+        assert summaries[0][key] == summaries[1][key], key
