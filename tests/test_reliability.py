@@ -138,8 +138,8 @@ def test_a_checkpoint_with_code_in_it_is_not_run(tmp_path: Path):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_solver_past_max_steps_names_the_block_and_T():
-    done = cli(*SMALL, "trainer.max_steps=2", "solver.max_steps=1", f"trainer.log_dir={Path('/tmp') / str(time.time())}")
+def test_solver_past_max_steps_names_the_block_and_T(tmp_path: Path):
+    done = cli(*SMALL, "trainer.max_steps=2", "solver.max_steps=1", f"trainer.log_dir={tmp_path / 'run'}")
     assert done.returncode == 1
     assert "block 0 (T=0.5)" in done.stderr and "solver.max_steps" in done.stderr
     assert done.stderr.strip().count("\n") == 0
