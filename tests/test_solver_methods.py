@@ -82,7 +82,7 @@ SOLVER_CASES = {
     "dopri5-adjoint": lambda: Dopri5(atol=1e-9, rtol=1e-9, sensitivity="adjoint"),
     "dopri5-autograd": lambda: Dopri5(atol=1e-9, rtol=1e-9, sensitivity="autograd"),
     "aca": lambda: ACA(atol=1e-9, rtol=1e-9),
-    "mali": lambda: MALI(atol=1e-9, rtol=1e-9),
+    "mali": lambda: MALI(atol=1e-8, rtol=1e-8),
     "rk4-autograd": lambda: RK4(step_size=0.02, sensitivity="autograd"),
     "rk4-adjoint": lambda: RK4(step_size=0.02, sensitivity="adjoint"),
     "euler-autograd": lambda: Euler(step_size=0.01, sensitivity="autograd"),
