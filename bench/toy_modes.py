@@ -74,7 +74,7 @@ def main() -> int:
     parser.add_argument("--data", default="checkerboard")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--runs", default="runs/bench_toy_modes", help="where the runs go")
-    parser.add_argument("--out", default="docs/toy_modes.md", help="Markdown table to write")
+    parser.add_argument("--out", default="runs/bench_toy_modes.md", help="Markdown table to write")
     parser.add_argument("overrides", nargs="*", help="extra key=value for every run")
     args = parser.parse_args()
 
