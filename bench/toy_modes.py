@@ -12,32 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
 import sys
 import time
 from datetime import date
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).parent))
 
-import toflow
+import toflow  # noqa: E402
+from common import machine, median_table  # noqa: E402
 
 MODES = ("fixed", "joint", "steer", "toflow")
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}, "
-            f"{torch.get_num_threads()} torch thread(s) per run")
 
 
 def run_one(mode: str, seed: int, steps: int, data: str, root: Path, extra: list[str]) -> dict:
@@ -46,25 +31,6 @@ def run_one(mode: str, seed: int, steps: int, data: str, root: Path, extra: list
         f"trainer.eval_every={max(steps // 4, 1)}", f"trainer.viz_every={steps}", "trainer.progress_bar=false",
         *extra])
     return toflow.train(cfg)
-
-
-def table(results: dict[str, list[dict]], steps: int, seeds: list[int]) -> str:
-    def med(mode, key):
-        return statistics.median(r[key] if key != "T" else r["end_times"][0] for r in results[mode])
-
-    base_nfe = med("fixed", "nfe_forward_mean") + med("fixed", "nfe_backward_mean")
-    base_time = med("fixed", "time_per_iter_s")
-    lines = ["| mode | test NLL (nats) | NFE fwd | NFE bwd | NFE total vs fixed | s/step | time vs fixed | final T |",
-             "|---|---|---|---|---|---|---|---|"]
-    for mode in results:
-        nlls = [r["test_nll"] for r in results[mode]]
-        spread = f" ({min(nlls):.3f}-{max(nlls):.3f})" if len(nlls) > 1 else ""
-        nfe = med(mode, "nfe_forward_mean") + med(mode, "nfe_backward_mean")
-        lines.append(f"| {mode} | {statistics.median(nlls):.3f}{spread} | {med(mode, 'nfe_forward_mean'):.1f} | "
-                     f"{med(mode, 'nfe_backward_mean'):.1f} | {nfe / base_nfe:.2f}x | {med(mode, 'time_per_iter_s'):.3f} | "
-                     f"{med(mode, 'time_per_iter_s') / base_time:.2f}x | {med(mode, 'T'):.3f} |")
-    seeds_text = ", ".join(map(str, seeds))
-    return "\n".join(lines) + f"\n\n{steps} steps per run, median over seeds {seeds_text} (range of test NLL in brackets).\n"
 
 
 def main() -> int:
@@ -93,9 +59,11 @@ def main() -> int:
         print(json.dumps(results, indent=2))
         return 0
     text = (f"## Temporal modes on {args.data} ({date.today()})\n\n"
-            f"Machine: {machine()}.\n"
+            f"Machine: {machine()}, 1 torch thread per run.\n"
             f"Overrides: {' '.join(args.overrides) or 'none'}. Runs: `{root}`. "
-            f"Total wall time {time.perf_counter() - started:.0f} s.\n\n" + table(results, args.steps, args.seeds))
+            f"Total wall time {time.perf_counter() - started:.0f} s. {args.steps} steps per run, median over seeds "
+            f"{', '.join(map(str, args.seeds))} (range of test NLL in brackets).\n\n"
+            + median_table(results, "test_nll", "test NLL (nats)", "fixed"))
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
