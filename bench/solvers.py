@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,9 @@ from torch import nn
 
 from toflow.models import CNFDynamics, ConcatSquashMLP, ExactTrace
 from toflow.solvers import SOLVERS, Tolerance
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine  # noqa: E402
 
 OURS = ("dopri5-adjoint", "dopri5-autograd", "aca", "mali", "rk4", "euler")
 REFERENCES = ("torchdiffeq-adjoint", "torchdiffeq-adjoint-seminorm", "tdp-aca", "tdp-mali")
@@ -182,18 +184,6 @@ def memory_in_subprocess(problem_name, solver, tol, scale, device) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def machine(device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -211,7 +201,7 @@ def main() -> int:
 
     device = torch.device(args.device)
     results = {}
-    lines = [f"## Solvers ({date.today()})", "", f"Machine: {machine(device)}. Tolerances atol = rtol = {args.tol:g}; "
+    lines = [f"## Solvers ({date.today()})", "", f"Machine: {machine()}, {torch.get_num_threads()} torch threads. Tolerances atol = rtol = {args.tol:g}; "
              f"fixed steps: rk4 {FIXED_STEP['rk4']}, euler {FIXED_STEP['euler']}. Time: median of {args.repeats} "
              "forward+backward passes, taken round-robin over the solvers. Memory: peak during one pass, MiB "
              f"({'CUDA allocator' if device.type == 'cuda' else 'rise of resident memory in a fresh process'}).", ""]

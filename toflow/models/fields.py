@@ -40,7 +40,19 @@ class ConcatSquashLinear(nn.Module):
         return self.layer(x) * torch.sigmoid(self.hyper_gate(t)) + self.hyper_bias(t)
 
 
-class ConcatSquashMLP(nn.Module):
+class _TimeLayerStack(nn.Module):
+    """f(z, t) = L_K(t, act(... act(L_1(t, z)) ...)) for time-aware layers L_k."""
+
+    layers: nn.ModuleList
+    acts: nn.ModuleList
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        for layer, act in zip(self.layers[:-1], self.acts):
+            z = act(layer(t, z))
+        return self.layers[-1](t, z)
+
+
+class ConcatSquashMLP(_TimeLayerStack):
     """f(z, t) = L_K(... act(L_1(z, t)) ..., t) with ConcatSquash layers L_k.
 
     FFJORD's toy architecture: ``hidden=(64, 64, 64)``, ``activation="tanh"``.
@@ -52,11 +64,6 @@ class ConcatSquashMLP(nn.Module):
         self.dim = dim
         self.layers = nn.ModuleList(ConcatSquashLinear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.acts = nn.ModuleList(make_activation(activation) for _ in hidden)
-
-    def forward(self, t: Tensor, z: Tensor) -> Tensor:
-        for layer, act in zip(self.layers[:-1], self.acts):
-            z = act(layer(t, z))
-        return self.layers[-1](t, z)
 
 
 class LinearField(nn.Module):
@@ -83,7 +90,7 @@ class ConcatConv2d(nn.Module):
         return self.conv(torch.cat([tt, x], 1))
 
 
-class ConcatConvNet(nn.Module):
+class ConcatConvNet(_TimeLayerStack):
     """f(z, t) for images: ConcatConv2d layers, widths ``hidden`` (FFJORD: 64-64-64), stride 1,
     softplus between them; the output has the input's channels."""
 
@@ -92,8 +99,3 @@ class ConcatConvNet(nn.Module):
         widths = [channels, *hidden, channels]
         self.layers = nn.ModuleList(ConcatConv2d(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.acts = nn.ModuleList(make_activation(activation) for _ in hidden)
-
-    def forward(self, t: Tensor, z: Tensor) -> Tensor:
-        for layer, act in zip(self.layers[:-1], self.acts):
-            z = act(layer(t, z))
-        return self.layers[-1](t, z)

@@ -14,19 +14,26 @@ from torch import Tensor
 
 
 @dataclass(frozen=True)
-class KineticEnergy:
+class _Spatial:
+    """A coefficient ``coef`` (>= 0) times the batch mean of int g dt."""
+
+    coef: float = 0.01
+    name = "spatial"
+    needs_frobenius = False
+
+    def __post_init__(self):
+        if self.coef < 0:
+            raise ValueError(f"regularizers.{self.name}: must be non-negative, got {self.coef}")
+
+
+@dataclass(frozen=True)
+class KineticEnergy(_Spatial):
     """Kinetic energy / optimal-transport cost (eq. 5): g = 0.5 * ||f(z, t)||^2 / D.
 
     Zero gradient-cost: it uses only the field's output.
     """
 
-    coef: float = 0.01
     name = "kinetic"
-    needs_frobenius = False
-
-    def __post_init__(self):
-        if self.coef < 0:
-            raise ValueError(f"regularizers.kinetic: must be non-negative, got {self.coef}")
 
     def integrand(self, dz: Tensor, frobenius_sq: Tensor | None) -> Tensor:
         flat = dz.flatten(1)
@@ -34,7 +41,7 @@ class KineticEnergy:
 
 
 @dataclass(frozen=True)
-class JacobianFrobenius:
+class JacobianFrobenius(_Spatial):
     """Jacobian Frobenius norm: g = ||df/dz||_F^2 / D.
 
     With the Hutchinson trace, ||e^T J||^2 from the same probe and vector-Jacobian
@@ -42,13 +49,8 @@ class JacobianFrobenius:
     trace, the sum of the squared Jacobian rows it already computed (exact).
     """
 
-    coef: float = 0.01
     name = "jacobian_frobenius"
     needs_frobenius = True
-
-    def __post_init__(self):
-        if self.coef < 0:
-            raise ValueError(f"regularizers.jacobian_frobenius: must be non-negative, got {self.coef}")
 
     def integrand(self, dz: Tensor, frobenius_sq: Tensor | None) -> Tensor:
         if frobenius_sq is None:
