@@ -201,7 +201,8 @@ def main() -> int:
 
     device = torch.device(args.device)
     results = {}
-    lines = [f"## Solvers ({date.today()})", "", f"Machine: {machine()}, {torch.get_num_threads()} torch threads. Tolerances atol = rtol = {args.tol:g}; "
+    lines = [f"## Solvers ({date.today()})", "",
+             f"Machine: {machine()}, {torch.get_num_threads()} torch threads. Tolerances atol = rtol = {args.tol:g}; "
              f"fixed steps: rk4 {FIXED_STEP['rk4']}, euler {FIXED_STEP['euler']}. Time: median of {args.repeats} "
              "forward+backward passes, taken round-robin over the solvers. Memory: peak during one pass, MiB "
              f"({'CUDA allocator' if device.type == 'cuda' else 'rise of resident memory in a fresh process'}).", ""]
