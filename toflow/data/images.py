@@ -1,0 +1,167 @@
+"""Image data sets as uint8 tensors (N, C, H, W), and their dequantisation.
+
+MNIST, Fashion-MNIST and CIFAR-10 are read through torchvision from ``data.root``
+(``<root>/MNIST/raw``, ``<root>/FashionMNIST/raw``, ``<root>/cifar-10-batches-py``);
+nothing is downloaded: a missing set stops with one line saying which files to put
+where. IDX files may lie there gzipped; Fashion-MNIST is also taken from the gzip files
+of Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist/``). Either
+is unpacked once into ``data.root``. scikit-learn's 8x8 digits (17 grey levels) make a tiny real set.
+
+Dequantisation (uniform): x = (v + u) / L with u ~ U[0, 1), v the integer value and
+L the number of levels (256; 17 for digits). The test set is dequantised once, with a
+fixed noise, so test bits/dim are a deterministic function of the model.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+IMAGE_SETS = ("mnist", "fashion_mnist", "cifar10", "digits")
+SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
+
+
+def image_shape(name: str, resize: int | None = None) -> tuple:
+    """(C, H, W) of the set's images after ``resize``."""
+    c, h, w = SHAPES[name]
+    return (c, resize, resize) if resize else (c, h, w)
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+               "t10k-labels-idx1-ubyte")
+
+
+class DataError(RuntimeError):
+    """A data set could not be read. The message is one line and says what to do."""
+
+
+def levels(name: str) -> int:
+    return 17 if name == "digits" else 256
+
+
+def _mnist_like(name: str, root: Path, train: bool) -> Tensor:
+    from torchvision import datasets
+
+    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    raw = root / cls.__name__ / "raw"
+    missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
+    sources = [raw] + ([DEBIAN_FASHION] if name == "fashion_mnist" else [])
+    for source in sources:  # unpack gzip files lying in raw/ or Debian's folder, once
+        if missing and all((source / f"{f}.gz").is_file() for f in missing):
+            from torchvision.datasets.utils import extract_archive
+
+            raw.mkdir(parents=True, exist_ok=True)
+            for f in missing:
+                extract_archive(str(source / f"{f}.gz"), str(raw))
+            missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
+    if missing:
+        hint = " (or install Debian's dataset-fashion-mnist)" if name == "fashion_mnist" else ""
+        raise DataError(f"data.name={name}: missing {', '.join(missing)} in {raw}; put the IDX files (or their "
+                        f".gz) there{hint}")
+    try:
+        images = cls(str(root), train=train, download=False).data
+    except Exception as err:  # a corrupt file
+        raise DataError(f"data.name={name}: cannot read the files in {raw}: {err}") from None
+    return images[:, None]
+
+
+def _cifar10(root: Path, train: bool) -> Tensor:
+    from torchvision import datasets
+
+    folder = root / "cifar-10-batches-py"
+    if not folder.is_dir():
+        raise DataError(f"data.name=cifar10: missing {folder}; unpack cifar-10-python.tar.gz into {root}")
+    try:
+        images = datasets.CIFAR10(str(root), train=train, download=False).data
+    except Exception as err:
+        raise DataError(f"data.name=cifar10: cannot read {folder}: {err}") from None
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+
+
+def _digits(train: bool) -> Tensor:
+    from sklearn.datasets import load_digits
+
+    images = torch.from_numpy(load_digits().images.astype(np.uint8))[:, None]
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    cut = len(images) - 300
+    return images[order[:cut] if train else order[cut:]]
+
+
+def load_images(name: str, root: str | Path = "data", train: bool = True, resize: int | None = None,
+                subset: int | None = None) -> Tensor:
+    """The train or test images of ``name`` as uint8 (N, C, H, W), optionally resized
+    (antialiased, then rounded) and cut to the first ``subset``."""
+    root = Path(root)
+    if name in ("mnist", "fashion_mnist"):
+        images = _mnist_like(name, root, train)
+    elif name == "cifar10":
+        images = _cifar10(root, train)
+    elif name == "digits":
+        images = _digits(train)
+    else:
+        raise DataError(f"data.name: '{name}' is not one of {', '.join(IMAGE_SETS)}")
+    if subset:
+        images = images[:subset]
+    if resize and resize != images.shape[-1]:
+        scaled = F.interpolate(images.float(), size=(resize, resize), mode="bilinear", antialias=True,
+                               align_corners=False)
+        images = scaled.round().clamp(0, levels(name) - 1).to(torch.uint8)
+    return images.contiguous()
+
+
+def dequantize(values: Tensor, n_levels: int, generator: torch.Generator | None = None) -> Tensor:
+    """(v + u) / L with u ~ U[0, 1): a float32 image in [0, 1)."""
+    u = torch.rand(values.shape, generator=generator)
+    return (values.float() + u) / n_levels
+
+
+def bits_per_dim(nll_nats: Tensor | float, dim: int, n_levels: int = 256) -> Tensor | float:
+    """Paper eq. 18: -(log p(x) / d - log L) / log 2, with log p in nats for x in [0, 1]^d."""
+    return (nll_nats / dim + math.log(n_levels)) / math.log(2)
+
+
+class ImageBatches(torch.utils.data.IterableDataset):
+    """Shuffled, dequantised training batches, reproducible from (seed, batch index).
+
+    Batch k is drawn from epoch k // (N // B) under a permutation seeded by (seed, epoch),
+    with dequantisation noise seeded by (seed, k): a run resumed at batch k sees exactly
+    the batches an uninterrupted one would. Process ``rank`` of ``world`` takes its share
+    of each global batch.
+    """
+
+    def __init__(self, images: Tensor, batch_size: int, n_levels: int, seed: int = 0, start: int = 0, rank: int = 0,
+                 world: int = 1):
+        if batch_size > len(images):
+            raise DataError(f"data.batch_size: {batch_size} exceeds the {len(images)} training images")
+        self.images, self.batch_size, self.n_levels = images, batch_size, n_levels
+        self.seed, self.start, self.rank, self.world = seed, start, rank, world
+        self.per_epoch = len(images) // batch_size
+        self._epoch, self._order = -1, None
+
+    def _permutation(self, epoch: int) -> Tensor:
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+            self._epoch, self._order = epoch, torch.randperm(len(self.images), generator=generator)
+        return self._order
+
+    def batch(self, k: int) -> Tensor:
+        epoch, index = divmod(k, self.per_epoch)
+        order = self._permutation(epoch)
+        chosen = order[index * self.batch_size: (index + 1) * self.batch_size]
+        noise = torch.Generator().manual_seed(self.seed * 1000003 + k + 1)
+        return dequantize(self.images[chosen], self.n_levels, noise)
+
+    def __iter__(self):
+        k, share = self.start, self.batch_size // self.world
+        while True:
+            yield self.batch(k)[self.rank * share: (self.rank + 1) * share]
+            k += 1
+
+
+def image_test_set(images: Tensor, n_levels: int) -> Tensor:
+    """The test images dequantised once with a fixed noise."""
+    return dequantize(images, n_levels, torch.Generator().manual_seed(12345))

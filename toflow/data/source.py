@@ -1,0 +1,68 @@
+"""One interface over the toy and image sets: training batches, the test set, the event shape."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import Tensor
+from torch.utils.data import IterableDataset
+
+from .images import IMAGE_SETS, ImageBatches, image_shape, image_test_set, levels, load_images
+from .toy import TOY_SETS, ToyStream, toy_test_set
+
+
+class ToyBatches(IterableDataset):
+    """Successive batches of a toy stream from sample ``start``; process ``rank`` of ``world``
+    takes its contiguous share of each global batch."""
+
+    def __init__(self, stream: ToyStream, batch_size: int, start: int = 0, rank: int = 0, world: int = 1):
+        self.stream, self.batch_size, self.start = stream, batch_size, start
+        self.rank, self.world = rank, world
+
+    def __iter__(self):
+        position, share = self.start, self.batch_size // self.world
+        while True:
+            yield self.stream.take(position + self.rank * share, share)
+            position += self.batch_size
+
+
+@dataclass
+class DataSource:
+    """``levels``: grey levels of a quantised image set (bits/dim apply), None for 2-D data."""
+
+    name: str
+    event_shape: tuple
+    test: Tensor
+    levels: int | None
+    _train_images: Tensor | None = None
+    _seed: int = 0
+
+    @property
+    def dim(self) -> int:
+        return math.prod(self.event_shape)
+
+    @property
+    def is_image(self) -> bool:
+        return self.levels is not None
+
+    def train_batches(self, batch_size: int, batches_done: int = 0, rank: int = 0, world: int = 1) -> IterableDataset:
+        """The global training batches from batch ``batches_done`` on (the same for any resume
+        point), of which process ``rank`` of ``world`` sees its 1/world share."""
+        if self.is_image:
+            return ImageBatches(self._train_images, batch_size, self.levels, self._seed, batches_done, rank, world)
+        return ToyBatches(ToyStream(self.name, self._seed), batch_size, batches_done * batch_size, rank, world)
+
+
+def event_shape(name: str, resize: int | None = None) -> tuple:
+    return image_shape(name, resize) if name in IMAGE_SETS else (2,)
+
+
+def make_source(name: str, seed: int = 0, root: str = "data", test_size: int = 5000, resize: int | None = None,
+                subset: int | None = None) -> DataSource:
+    if name in TOY_SETS:
+        return DataSource(name, (2,), toy_test_set(name, test_size), None, None, seed)
+    n_levels = levels(name)
+    train = load_images(name, root, train=True, resize=resize, subset=subset)
+    test = load_images(name, root, train=False, resize=resize)[:test_size]
+    return DataSource(name, tuple(train.shape[1:]), image_test_set(test, n_levels), n_levels, train, seed)
