@@ -5,7 +5,9 @@
 Trains ``configs/fashion_mnist_small_<arm>.yaml`` for each arm and seed, one after another,
 on the same budget (Fashion-MNIST from ``data.root`` or Debian's dataset-fashion-mnist),
 and writes test bits/dim, NFE forward and backward per step, time per step and final T
-(first block), medians over seeds, with ratios against ``fixed``.
+(first block), medians over seeds, with ratios against ``fixed``. ``--root DIR`` reuses an
+earlier benchmark's folder: finished arms are read back, an interrupted one resumes from
+its last checkpoint.
 """
 
 from __future__ import annotations
@@ -25,24 +27,33 @@ from common import machine, median_table  # noqa: E402
 ARMS = ("fixed", "steer", "toflow", "toflow_ot")
 
 
+def train_arm(run_dir: Path, arm: str, seed: int, steps: int, overrides: list[str]) -> dict:
+    """One arm's summary: read back if the run finished, else trained (resumed if it started)."""
+    if (run_dir / "summary.json").is_file():
+        return json.loads((run_dir / "summary.json").read_text())
+    resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    cfg = toflow.load_config(f"configs/fashion_mnist_small_{arm}.yaml", [
+        f"seed={seed}", f"trainer.max_steps={steps}", f"trainer.log_dir={run_dir}", f"trainer.resume={str(resume).lower()}",
+        f"trainer.eval_every={steps}", f"trainer.viz_every={steps}", "trainer.progress_bar=false", *overrides])
+    return toflow.train(cfg)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
-    parser.add_argument("--runs", default="runs/bench_images")
+    parser.add_argument("--runs", default="runs/bench_images", help="a new timestamped folder goes here")
+    parser.add_argument("--root", help="an earlier benchmark's folder to complete instead")
     parser.add_argument("--out", default="runs/bench_images.md")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    started, root = time.perf_counter(), Path(args.runs) / time.strftime("%Y%m%d-%H%M%S")
+    started = time.perf_counter()
+    root = Path(args.root) if args.root else Path(args.runs) / time.strftime("%Y%m%d-%H%M%S")
     results: dict[str, list[dict]] = {arm: [] for arm in args.arms}
     for seed in args.seeds:
         for arm in args.arms:
-            cfg = toflow.load_config(f"configs/fashion_mnist_small_{arm}.yaml", [
-                f"seed={seed}", f"trainer.max_steps={args.steps}", f"trainer.log_dir={root / f'{arm}-s{seed}'}",
-                f"trainer.eval_every={args.steps}", f"trainer.viz_every={args.steps}", "trainer.progress_bar=false",
-                *args.overrides])
-            summary = toflow.train(cfg)
+            summary = train_arm(root / f"{arm}-s{seed}", arm, seed, args.steps, args.overrides)
             results[arm].append(summary)
             print(f"{arm:9s} seed {seed}: {summary['test_bpd']:.3f} bits/dim  NFE {summary['nfe_forward_mean']:.1f}"
                   f"/{summary['nfe_backward_mean']:.1f}  {summary['time_per_iter_s']:.2f} s/step", flush=True)
