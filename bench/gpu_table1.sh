@@ -6,7 +6,8 @@
 #   bash bench/gpu_table1.sh                      # Fashion-MNIST, 300 steps
 #   DATA=mnist STEPS=500 ROOT=/data bash bench/gpu_table1.sh
 #
-# DATA: mnist | fashion_mnist | cifar (the config prefix); ROOT: data.root.
+# DATA: mnist | fashion_mnist | cifar (the config prefix); ROOT: data.root; EXTRA: more
+# key=value overrides, after the protocol's own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
@@ -14,11 +15,12 @@ STEPS=${STEPS:-300}
 DATA=${DATA:-fashion_mnist}
 ROOT=${ROOT:-data}
 OUT=${OUT:-runs/gpu_table1/$(date +%Y%m%d-%H%M%S)}
+read -r -a EXTRA_ARGS <<< "${EXTRA:-}"
 for mode in fixed steer toflow; do
   $PY -m toflow.trainers.run "configs/${DATA}_${mode}.yaml" "trainer.max_steps=${STEPS}" \
     "trainer.eval_every=${STEPS}" "trainer.viz_every=${STEPS}" "trainer.checkpoint_every=${STEPS}" \
     "trainer.log_dir=${OUT}/${mode}" trainer.progress_bar=false "data.root=${ROOT}" data.test_size=1000 \
-    trainer.accelerator=auto
+    trainer.accelerator=auto "${EXTRA_ARGS[@]}"
 done
 $PY - "$OUT" <<'PYEOF'
 import json, sys
