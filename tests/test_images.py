@@ -3,6 +3,7 @@
 import gzip
 import json
 import math
+import os
 import struct
 import subprocess
 import sys
@@ -143,6 +144,21 @@ def test_training_then_evaluate_on_synthetic_images(fake_mnist: Path, tmp_path: 
     after = json.loads((run / "summary.json").read_text())
     assert after["checkpoint"].endswith(".ckpt") and after["test_bpd"] == pytest.approx(summary["test_bpd"], rel=1e-6)
     assert f"{after['test_bpd']:.4f} bits/dim" in evaluated.stdout
+
+
+def test_gpu_table1_script_prints_the_three_modes_side_by_side(fake_mnist: Path, tmp_path: Path):
+    # the Table 1 protocol end to end, shrunk to two steps on the CPU
+    extra = ("data.resize=8 data.batch_size=16 data.test_size=16 model.hidden=[8] solver.atol=1e-3 "
+             "solver.rtol=1e-3 trainer.checkpoint_every=2")
+    env = {**os.environ, "PY": sys.executable, "DATA": "mnist", "ROOT": str(fake_mnist), "STEPS": "2",
+           "OUT": str(tmp_path / "table1"), "EXTRA": extra}
+    done = subprocess.run(["bash", "bench/gpu_table1.sh"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert {"fixed", "steer", "toflow"} <= rows.keys()
+    assert rows["fixed"].split("|")[3].strip() == "1.00x"
+    for mode in ("fixed", "steer", "toflow"):
+        assert json.loads((tmp_path / "table1" / mode / "summary.json").read_text())["steps"] == 2
 
 
 def test_dequantised_batches_are_reproducible_and_in_range():
