@@ -181,7 +181,9 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path):
     assert final["global_step"] == 40 and final["toflow"]["batches_done"] == 40
     assert float(final["optimizer_states"][0]["state"][0]["step"]) == 40  # weights' Adam continued
     assert float(final["optimizer_states"][1]["state"][0]["step"]) == 40  # T's Adam continued
-    assert json.loads((run / "summary.json").read_text())["steps"] == 40
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 40
+    assert summary["wall_s"] > saved["toflow"]["totals"]["wall_s"] > 0  # the killed process's time carried over
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

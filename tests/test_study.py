@@ -1,11 +1,12 @@
 """The study runner: a grid of arms, a table with every column, finished arms skipped."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from toflow.config import ConfigError
-from toflow.study import COLUMNS, arms, load_study, run_study
+from toflow.study import COLUMNS, arms, load_study, run_study, training_clock
 
 SMALL = ["trainer.max_steps=5", "model.hidden=[8]", "data.batch_size=32", "data.test_size=64",
          "trainer.eval_every=5", "trainer.viz_every=5", "trainer.checkpoint_every=5", "solver.atol=1e-3",
@@ -25,6 +26,13 @@ def test_grid_expands_keys_and_labelled_bundles():
     assert names == ["time.mode=fixed,spatial=none", "time.mode=fixed,spatial=ot",
                      "time.mode=toflow,spatial=none", "time.mode=toflow,spatial=ot"]
     assert arms(grid)[1].overrides == ("time.mode=fixed", "regularizers.kinetic=0.01")
+
+
+def test_training_clock_sums_step_times_and_counts_a_redone_step_once():
+    # steps 1-3 at 0.5 s; killed after step 3, resumed from the step-2 checkpoint: step 3 redone at 0.25 s
+    logged = [(1, 0.5), (2, 0.5), (3, 0.5), (3, 0.25), (4, 0.25)]
+    clock = training_clock([SimpleNamespace(step=step, value=value) for step, value in logged])
+    assert [clock(step) for step in (0, 1, 2, 3, 4, 9)] == [0.0, 0.5, 1.0, 1.25, 1.5, 1.5]
 
 
 def test_two_arm_study_writes_the_table_and_skips_finished_arms(tmp_path: Path, capsys):

@@ -26,6 +26,7 @@ every run logs its hyperparameters and final metrics for TensorBoard's HParams t
 from __future__ import annotations
 
 import argparse
+import bisect
 import itertools
 import json
 import statistics
@@ -34,7 +35,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -154,8 +155,17 @@ def _scalars(path: Path, tag: str) -> list:
     return events.Scalars(tag) if tag in events.Tags().get("scalars", []) else []
 
 
+def training_clock(step_times: list) -> Callable[[int], float]:
+    """Seconds spent in training steps up to a step: the sum of the logged step times, so
+    that the time a run spent stopped before a resume does not count."""
+    by_step = {e.step: e.value for e in step_times}  # a step repeated after a resume counts once
+    steps = sorted(by_step)
+    elapsed = list(itertools.accumulate(by_step[k] for k in steps))
+    return lambda step: elapsed[bisect.bisect_right(steps, step) - 1] if steps and step >= steps[0] else 0.0
+
+
 def plots(study: StudyConfig, arm_list: list[Arm]) -> list[Path]:
-    """Test NLL against wall time and NFE per step against step, one line per arm (first seed)."""
+    """Test NLL against training time and NFE per step against step, one line per arm (first seed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,15 +180,15 @@ def plots(study: StudyConfig, arm_list: list[Arm]) -> list[Path]:
         nll = _scalars(where, "test/nll")
         forward, backward = _scalars(where, "nfe/forward"), _scalars(where, "nfe/backward")
         if nll:
-            start = min(e.wall_time for e in (forward or nll))
-            ax_nll.plot([e.wall_time - start for e in nll], [e.value for e in nll], marker="o", label=arm.name)
+            clock = training_clock(_scalars(where, "time/step_s"))
+            ax_nll.plot([clock(e.step) for e in nll], [e.value for e in nll], marker="o", label=arm.name)
         if forward:
             steps = [e.step for e in forward]
             total = [f.value + b.value for f, b in zip(forward, backward)] if backward else [f.value for f in forward]
             window = max(1, len(total) // 50)
             smooth = [statistics.mean(total[max(0, i - window + 1): i + 1]) for i in range(len(total))]
             ax_nfe.plot(steps, smooth, label=arm.name)
-    ax_nll.set(xlabel="wall time (s)", ylabel="test NLL (nats)", title=f"test NLL against wall time (seed {seed})")
+    ax_nll.set(xlabel="training time (s, sum of step times)", ylabel="test NLL (nats)", title=f"test NLL against wall time (seed {seed})")
     ax_nfe.set(xlabel="step", ylabel="NFE per step (forward + backward)", title=f"NFE against step (seed {seed})")
     paths = []
     for fig, ax, name in ((fig_nll, ax_nll, "nll_vs_wall.png"), (fig_nfe, ax_nfe, "nfe_vs_step.png")):

@@ -56,6 +56,7 @@ class FlowModule(pl.LightningModule):
 
     def __init__(self, cfg: RunConfig, source: DataSource | None = None):
         super().__init__()
+        self._wall_origin = time.perf_counter()  # moved back by the wall time before a resume
         self.cfg = cfg
         self.save_hyperparameters({"config": to_dict(cfg)}, logger=False)
         d = cfg.data
@@ -64,7 +65,8 @@ class FlowModule(pl.LightningModule):
         self.automatic_optimization = False
         self.batches_done = 0
         # running totals over the whole run (kept across resumes)
-        self.totals = {"steps": 0, "nfe_forward": 0, "nfe_backward": 0, "step_time": 0.0, "bad_steps": 0}
+        self.totals = {"steps": 0, "nfe_forward": 0, "nfe_backward": 0, "step_time": 0.0, "bad_steps": 0,
+                       "wall_s": 0.0}
         self.bad_in_a_row = 0
         self.test_data = self.source.test
         if not torch.isfinite(self.test_data).all():
@@ -246,8 +248,14 @@ class FlowModule(pl.LightningModule):
             if self.source.is_image:
                 self.log("test/bpd", self.bits_per_dim(nll), prog_bar=True)
 
+    def wall_s(self) -> float:
+        """Wall-clock seconds of this run, summed over its resumes: neither the time it stood
+        stopped nor the work lost after its last checkpoint counts."""
+        return time.perf_counter() - self._wall_origin
+
     # ---------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self.totals["wall_s"] = self.wall_s()
         checkpoint["toflow"] = {"batches_done": self.batches_done, "totals": dict(self.totals),
                                 "torch_rng": torch.get_rng_state()}
 
@@ -256,5 +264,6 @@ class FlowModule(pl.LightningModule):
         if state is None:
             return
         self.batches_done = int(state["batches_done"])
-        self.totals = dict(state["totals"])
+        self.totals = {**self.totals, **state["totals"]}
+        self._wall_origin = time.perf_counter() - self.totals["wall_s"]
         torch.set_rng_state(state["torch_rng"])

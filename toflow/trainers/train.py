@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -73,7 +72,6 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
     the first writes; the others return an empty summary. ``callbacks``: extra Lightning
     callbacks; ``source``: data to train on instead of the config's data set.
     """
-    started = time.perf_counter()
     t = cfg.trainer
     run_dir = run_dir_of(cfg)
     ckpt_path = _checkpoint_path(run_dir, cfg)
@@ -153,7 +151,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
         "nfe_forward_mean": totals["nfe_forward"] / steps,
         "nfe_backward_mean": totals["nfe_backward"] / steps,
         "time_per_iter_s": totals["step_time"] / steps,
-        "wall_s": time.perf_counter() - started,
+        "wall_s": module.wall_s(),
         "steps": int(trainer.global_step),
         "end_times": [float(et.T.detach()) if et.mode != "steer" else et.T0 for et in flow.end_times()],
         "params": sum(p.numel() for p in flow.parameters()),
