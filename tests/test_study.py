@@ -28,6 +28,12 @@ def test_grid_expands_keys_and_labelled_bundles():
     assert arms(grid)[1].overrides == ("time.mode=fixed", "regularizers.kinetic=0.01")
 
 
+def test_the_shipped_studies_load_with_every_arm_valid():
+    for path in Path("configs").glob("study*.yaml"):
+        study = load_study(path)  # refuses a study with an arm whose config does not load
+        assert len(arms(study.grid)) >= 2, path
+
+
 def test_training_clock_sums_step_times_and_counts_a_redone_step_once():
     # steps 1-3 at 0.5 s; killed after step 3, resumed from the step-2 checkpoint: step 3 redone at 0.25 s
     logged = [(1, 0.5), (2, 0.5), (3, 0.5), (3, 0.25), (4, 0.25)]
