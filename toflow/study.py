@@ -188,7 +188,8 @@ def plots(study: StudyConfig, arm_list: list[Arm]) -> list[Path]:
             window = max(1, len(total) // 50)
             smooth = [statistics.mean(total[max(0, i - window + 1): i + 1]) for i in range(len(total))]
             ax_nfe.plot(steps, smooth, label=arm.name)
-    ax_nll.set(xlabel="training time (s, sum of step times)", ylabel="test NLL (nats)", title=f"test NLL against wall time (seed {seed})")
+    ax_nll.set(xlabel="training time (s, sum of step times)", ylabel="test NLL (nats)",
+               title=f"test NLL against training time (seed {seed})")
     ax_nfe.set(xlabel="step", ylabel="NFE per step (forward + backward)", title=f"NFE against step (seed {seed})")
     paths = []
     for fig, ax, name in ((fig_nll, ax_nll, "nll_vs_wall.png"), (fig_nfe, ax_nfe, "nfe_vs_step.png")):
