@@ -205,3 +205,29 @@ def test_seminorm_leaves_the_integral_columns_out():
                                    Tolerance(1e-6, 1e-6, controlled), 10**5, record=lambda t, h, y: steps.append(h))
         counts[controlled] = len(steps)
     assert counts[1] * 5 < counts[None]
+
+
+
+@pytest.mark.parametrize("integrator,per_step", [(AdaptiveDopri5(), 6), (AdaptiveLeapfrog(), 1)])
+def test_adaptive_cost_is_invariant_to_rescaling_time(integrator, per_step):
+    # y' = f(t, y) on [0, T] and y' = c f(c s, y) on [0, T / c] are one path: after the first
+    # step (Hairer's starting guess is not scale-free) the solver takes the same steps, so a
+    # shorter end time by itself saves no evaluations
+    def field(t, y):
+        return torch.tanh(y @ A.T) * (1 + 0.5 * torch.sin(3 * torch.as_tensor(t, dtype=y.dtype)))
+
+    runs = {}
+    for c in (1.0, 16.0, 1 / 16):
+        calls = [0]
+
+        def rescaled(s, y, c=c, calls=calls):
+            calls[0] += 1
+            return c * field(c * s, y)
+
+        y1, _ = integrator.integrate(rescaled, Y0, 0.0, 0.8 / c, Tolerance(1e-6, 1e-6), 10**5)
+        runs[c] = (y1, calls[0])
+    y_ref, calls_ref = runs[1.0]
+    assert calls_ref > 20
+    for y1, calls in runs.values():
+        assert abs(calls - calls_ref) <= per_step + 1  # at most one step apart
+        assert (y1 - y_ref).abs().max() < 1e-5
