@@ -33,8 +33,9 @@ def train_arm(run_dir: Path, arm: str, seed: int, steps: int, overrides: list[st
         return json.loads((run_dir / "summary.json").read_text())
     resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
     cfg = toflow.load_config(f"configs/fashion_mnist_small_{arm}.yaml", [
-        f"seed={seed}", f"trainer.max_steps={steps}", f"trainer.log_dir={run_dir}", f"trainer.resume={str(resume).lower()}",
-        f"trainer.eval_every={steps}", f"trainer.viz_every={steps}", "trainer.progress_bar=false", *overrides])
+        f"seed={seed}", f"trainer.max_steps={steps}", f"trainer.log_dir={run_dir}",
+        f"trainer.resume={str(resume).lower()}", f"trainer.eval_every={steps}", f"trainer.viz_every={steps}",
+        "trainer.progress_bar=false", *overrides])
     return toflow.train(cfg)
 
 

@@ -106,4 +106,5 @@ class EndTime(nn.Module):
 
     def extra_repr(self) -> str:
         lo, hi = self.bounds
-        return f"mode={self.mode}, grad={self.grad}, T={float(self.T):.4f}, T0={self.T0}, clip=[{lo:g}, {hi:g}], alpha={self.alpha}"
+        return (f"mode={self.mode}, grad={self.grad}, T={float(self.T):.4f}, T0={self.T0}, clip=[{lo:g}, {hi:g}], "
+                f"alpha={self.alpha}")

@@ -33,5 +33,5 @@ def build_solver(name: str = "dopri5", **settings) -> Solver:
     return cls(**settings)
 
 
-__all__ = ["ACA", "Dopri5", "Euler", "FlowODE", "MALI", "NonFiniteError", "RK4", "SOLVERS", "Solver", "SolverError", "Tolerance",
-           "build_solver"]
+__all__ = ["ACA", "Dopri5", "Euler", "FlowODE", "MALI", "NonFiniteError", "RK4", "SOLVERS", "Solver", "SolverError",
+           "Tolerance", "build_solver"]
