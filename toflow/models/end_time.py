@@ -106,5 +106,5 @@ class EndTime(nn.Module):
 
     def extra_repr(self) -> str:
         lo, hi = self.bounds
-        return (f"mode={self.mode}, grad={self.grad}, T={float(self.T):.4f}, T0={self.T0}, clip=[{lo:g}, {hi:g}], "
+        return (f"mode={self.mode}, grad={self.grad}, T={float(self.T.detach()):.4f}, T0={self.T0}, clip=[{lo:g}, {hi:g}], "
                 f"alpha={self.alpha}")
