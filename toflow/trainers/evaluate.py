@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import ConfigError, from_dict
 from ..data import DataError
 from .module import FlowModule, mean_nll
-from .reliability import CheckpointError, load_checkpoint
+from .reliability import CheckpointError, load_checkpoint, write_text_atomic
 
 
 def _checkpoint(target: Path) -> Path:
@@ -45,9 +45,7 @@ def evaluate(target: str | Path, overrides: dict | None = None) -> dict:
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     summary.update(scores)
-    tmp = summary_path.with_name("summary.json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(summary_path)
+    write_text_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
     return scores
 
 

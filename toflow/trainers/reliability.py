@@ -52,6 +52,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.close(directory)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """A toflow checkpoint, loaded with ``weights_only=True`` (no code runs from it);
     a truncated, altered or foreign file raises :class:`CheckpointError`."""

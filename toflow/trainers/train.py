@@ -20,7 +20,7 @@ from ..config import ConfigError, RunConfig, to_dict, to_yaml
 from .callbacks import DensityPlots, SampleGrids, save_grid
 from ..data import DataSource
 from .module import FlowModule, mean_nll
-from .reliability import AtomicCheckpointIO, Interrupted, StopOnSignal, load_checkpoint
+from .reliability import AtomicCheckpointIO, Interrupted, StopOnSignal, load_checkpoint, write_text_atomic
 from .plots import figure_2d
 
 # Lightning notices that say nothing about this run
@@ -42,12 +42,6 @@ def run_dir_of(cfg: RunConfig) -> Path:
     if os.environ.get(RUN_DIR_ENV):
         return Path(os.environ[RUN_DIR_ENV])
     return Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _checkpoint_path(run_dir: Path, cfg: RunConfig) -> Path | None:
@@ -76,7 +70,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
     run_dir = run_dir_of(cfg)
     ckpt_path = _checkpoint_path(run_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
 
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
@@ -163,7 +157,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
                if key in summary}
     trainer.logger.log_hyperparams(flat_config(cfg), metrics)
     trainer.logger.experiment.flush()
-    _write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
