@@ -17,7 +17,7 @@ from torch import nn
 from toflow.config import load_config
 from toflow.data import DataError, bits_per_dim, load_images
 from toflow.models import CNF, ConcatConvNet, EndTime, LogitTransform, MultiscaleFlow, squeeze, unsqueeze
-from toflow.models import build_flow, standard_normal_logprob
+from toflow.models import build_flow
 from toflow.solvers import Dopri5
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..config import ConfigError, from_dict
 from ..data import DataError
-from .module import FlowModule, mean_nll
+from .module import FlowModule
 from .reliability import CheckpointError, load_checkpoint, write_text_atomic
 
 
@@ -36,11 +36,7 @@ def evaluate(target: str | Path, overrides: dict | None = None) -> dict:
     config = from_dict(checkpoint["hyper_parameters"]["config"] | (overrides or {}))
     module = FlowModule(config)
     module.load_state_dict(checkpoint["state_dict"])
-    flow, source = module.flow, module.source
-    nll = mean_nll(flow, source.test.to(flow.end_times()[0].T), 200 if source.is_image else 1000)
-    scores = {"test_nll": nll, "checkpoint": str(path), "step": int(checkpoint.get("global_step", 0))}
-    if source.is_image:
-        scores["test_bpd"] = float(module.bits_per_dim(nll))
+    scores = {**module.test_scores(), "checkpoint": str(path), "step": int(checkpoint.get("global_step", 0))}
     run_dir = path.parent.parent
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}

@@ -113,11 +113,21 @@ class FlowModule(pl.LightningModule):
         batches = self.source.train_batches(self.cfg.data.batch_size, self.batches_done, rank, world)
         return DataLoader(batches, batch_size=None)
 
+    @property
+    def eval_batch_size(self) -> int:
+        return 200 if self.source.is_image else 1000
+
     def val_dataloader(self):
-        return DataLoader(self.test_data, batch_size=1000 if not self.source.is_image else 200)
+        return DataLoader(self.test_data, batch_size=self.eval_batch_size)
 
     def bits_per_dim(self, nll_nats):
         return bits_per_dim(nll_nats, self.source.dim, self.source.levels)
+
+    def test_scores(self) -> dict:
+        """``test_nll`` (nats) over the whole test set, and ``test_bpd`` for images."""
+        reference = self.flow.end_times()[0].T
+        nll = mean_nll(self.flow, self.test_data.to(reference), self.eval_batch_size)
+        return {"test_nll": nll, **({"test_bpd": float(self.bits_per_dim(nll))} if self.source.is_image else {})}
 
     # ---------------------------------------------------------------- training
     def training_step(self, x: torch.Tensor, batch_idx: int):

@@ -19,7 +19,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from ..config import ConfigError, RunConfig, to_dict, to_yaml
 from .callbacks import DensityPlots, SampleGrids, save_grid
 from ..data import DataSource
-from .module import FlowModule, mean_nll
+from .module import FlowModule
 from .reliability import AtomicCheckpointIO, Interrupted, StopOnSignal, load_checkpoint, write_text_atomic
 from .plots import figure_2d
 
@@ -118,15 +118,13 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
     if not trainer.is_global_zero:
         return {}
 
-    flow, source, step = module.flow, module.source, trainer.global_step
-    reference = flow.end_times()[0].T
-    test_nll = mean_nll(flow, module.test_data.to(reference), 1000 if not source.is_image else 200)
+    flow, step = module.flow, trainer.global_step
+    scores = module.test_scores()
+    test_nll = scores["test_nll"]
     board = trainer.logger.experiment
-    board.add_scalar("test/nll", test_nll, step)
-    extra = {}
-    if source.is_image:
-        extra["test_bpd"] = float(module.bits_per_dim(test_nll))
-        board.add_scalar("test/bpd", extra["test_bpd"], step)
+    for key, value in scores.items():
+        board.add_scalar(key.replace("_", "/"), value, step)
+    if module.source.is_image:
         save_grid(flow, run_dir / "samples.png", t.sample_temperature, trainer.logger, step)
     else:
         fig = figure_2d(flow, module.test_data, title=f"{cfg.name}: test NLL {test_nll:.3f} nats, step {step}")
@@ -140,8 +138,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
         "name": cfg.name,
         "mode": cfg.time.mode,
         "solver": cfg.solver.name,
-        "test_nll": test_nll,
-        **extra,
+        **scores,
         "nfe_forward_mean": totals["nfe_forward"] / steps,
         "nfe_backward_mean": totals["nfe_backward"] / steps,
         "time_per_iter_s": totals["step_time"] / steps,
