@@ -11,6 +11,7 @@ training step advances Lightning's ``global_step`` by exactly one.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 
@@ -209,16 +210,13 @@ class FlowModule(pl.LightningModule):
     def _snapshot(self, weights: list, optimizer):
         """A closure that puts the weights and the optimizer's state back as they are now."""
         values = [p.detach().clone() for p in weights]
-        state = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in optimizer.state_dict().items()
-                 if k != "state"}
-        inner = {i: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()}
-                 for i, s in optimizer.state_dict()["state"].items()}
+        state = copy.deepcopy(optimizer.state_dict())
 
         def undo() -> None:
             with torch.no_grad():
                 for p, value in zip(weights, values):
                     p.copy_(value)
-            optimizer.load_state_dict({**state, "state": inner})
+            optimizer.load_state_dict(state)
 
         return undo
 
