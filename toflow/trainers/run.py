@@ -31,16 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         summary = train(cfg)
         if not summary:  # a data-parallel process other than the first
             return 0
-    except (ConfigError, DataError, CheckpointError) as err:
+    except (ConfigError, DataError, CheckpointError, SolverError, NonFiniteTraining) as err:
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (SolverError, NonFiniteTraining) as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return 1 if isinstance(err, (SolverError, NonFiniteTraining)) else 2  # 2: bad input; 1: training failed
     except Interrupted as stop:
         print(f"{stop}", file=sys.stderr)
         return 128 + stop.signum
