@@ -23,15 +23,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import toflow  # noqa: E402
 from common import machine, median_table  # noqa: E402
+from toflow.trainers.train import finished_summary, last_checkpoint  # noqa: E402
 
 ARMS = ("fixed", "steer", "toflow", "toflow_ot")
 
 
 def train_arm(run_dir: Path, arm: str, seed: int, steps: int, overrides: list[str]) -> dict:
     """One arm's summary: read back if the run finished, else trained (resumed if it started)."""
-    if (run_dir / "summary.json").is_file():
-        return json.loads((run_dir / "summary.json").read_text())
-    resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    summary = finished_summary(run_dir)
+    if summary is not None:
+        return summary
+    resume = last_checkpoint(run_dir).is_file()
     cfg = toflow.load_config(f"configs/fashion_mnist_small_{arm}.yaml", [
         f"seed={seed}", f"trainer.max_steps={steps}", f"trainer.log_dir={run_dir}",
         f"trainer.resume={str(resume).lower()}", f"trainer.eval_every={steps}", f"trainer.viz_every={steps}",

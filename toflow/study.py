@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import itertools
-import json
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, load_config
+from .trainers.train import finished_summary, last_checkpoint
 
 
 @dataclass
@@ -109,11 +109,11 @@ def run_dir(study: StudyConfig, arm: Arm, seed: int) -> Path:
 def run_arm(study: StudyConfig, arm: Arm, seed: int) -> dict:
     """Train one (arm, seed) unless it has finished; resume it if it has a checkpoint."""
     where = run_dir(study, arm, seed)
-    summary = where / "summary.json"
-    if summary.is_file():
+    summary = finished_summary(where)
+    if summary is not None:
         print(f"[study] {arm.name} seed {seed}: finished, skipped", flush=True)
-        return json.loads(summary.read_text())
-    resume = (where / "checkpoints" / "last.ckpt").is_file()
+        return summary
+    resume = last_checkpoint(where).is_file()
     command = [sys.executable, "-m", "toflow.trainers.run", study.base, *study.overrides, *arm.overrides,
                f"seed={seed}", f"trainer.log_dir={where}", "trainer.progress_bar=false",
                f"trainer.resume={'true' if resume else 'false'}"]
@@ -122,7 +122,7 @@ def run_arm(study: StudyConfig, arm: Arm, seed: int) -> dict:
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"{arm.name} seed {seed} failed: {tail[0]}")
-    return json.loads(summary.read_text())
+    return finished_summary(where)
 
 
 def _mean_std(values: list[float]) -> str:

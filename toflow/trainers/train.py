@@ -44,8 +44,19 @@ def run_dir_of(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
+def last_checkpoint(run_dir: str | Path) -> Path:
+    """Where a run keeps its latest checkpoint (the one ``trainer.resume`` continues from)."""
+    return Path(run_dir) / "checkpoints" / "last.ckpt"
+
+
+def finished_summary(run_dir: str | Path) -> dict | None:
+    """The summary of the run in ``run_dir`` if it finished, else None."""
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _checkpoint_path(run_dir: Path, cfg: RunConfig) -> Path | None:
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(run_dir)
     if cfg.trainer.resume:
         if not last.is_file():
             raise ConfigError(f"trainer.resume: no checkpoint to resume at {last}")
@@ -79,7 +90,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
     blocks = module.flow.blocks()
     print(f"{cfg.name}: {sum(p.numel() for p in module.flow.parameters()):,} parameters in {len(blocks)} CNF "
           f"block{'s' if len(blocks) > 1 else ''}", flush=True)
-    checkpoints = run_dir / "checkpoints"
+    checkpoints, last = run_dir / "checkpoints", last_checkpoint(run_dir)
     callbacks = list(callbacks or []) + [
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="test/nll", mode="min", save_top_k=1,
                         auto_insert_metric_name=False, enable_version_counter=False),
@@ -87,7 +98,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
                         save_top_k=1, enable_version_counter=False),
         (SampleGrids(t.viz_every, run_dir / "plots", t.sample_temperature) if module.source.is_image
          else DensityPlots(t.viz_every, run_dir / "plots", module.test_data)),
-        StopOnSignal(checkpoints / "last.ckpt"),
+        StopOnSignal(last),
     ]
     if t.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
@@ -109,9 +120,9 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
             try:
                 trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
             except SIGTERMException:  # Lightning stops between two steps on SIGTERM
-                trainer.save_checkpoint(checkpoints / "last.ckpt")
-                raise Interrupted(signal.SIGTERM, trainer.global_step, checkpoints / "last.ckpt") from None
-        trainer.save_checkpoint(checkpoints / "last.ckpt")
+                trainer.save_checkpoint(last)
+                raise Interrupted(signal.SIGTERM, trainer.global_step, last) from None
+        trainer.save_checkpoint(last)
     finally:
         if distributed:
             os.environ.pop(RUN_DIR_ENV, None)
@@ -173,4 +184,4 @@ def flat_config(cfg: RunConfig) -> dict:
     return flat
 
 
-__all__ = ["train", "SUMMARY_KEYS", "run_dir_of"]
+__all__ = ["train", "SUMMARY_KEYS", "finished_summary", "last_checkpoint", "run_dir_of"]
