@@ -2,7 +2,8 @@
 # A few steps of mnist_toflow (or DATA=fashion_mnist) on one GPU and, where there are
 # several, on all of them: time per step and NFE.
 #
-#   bash bench/gpu_check.sh                     STEPS=50 DATA=fashion_mnist ROOT=data bash bench/gpu_check.sh
+#   bash bench/gpu_check.sh
+#   STEPS=50 DATA=fashion_mnist ROOT=data bash bench/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
