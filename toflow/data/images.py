@@ -24,12 +24,6 @@ from torch import Tensor
 
 IMAGE_SETS = ("mnist", "fashion_mnist", "cifar10", "digits")
 SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
-
-
-def image_shape(name: str, resize: int | None = None) -> tuple:
-    """(C, H, W) of the set's images after ``resize``."""
-    c, h, w = SHAPES[name]
-    return (c, resize, resize) if resize else (c, h, w)
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                "t10k-labels-idx1-ubyte")
@@ -37,6 +31,12 @@ MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-image
 
 class DataError(RuntimeError):
     """A data set could not be read. The message is one line and says what to do."""
+
+
+def image_shape(name: str, resize: int | None = None) -> tuple:
+    """(C, H, W) of the set's images after ``resize``."""
+    c, h, w = SHAPES[name]
+    return (c, resize, resize) if resize else (c, h, w)
 
 
 def levels(name: str) -> int:
