@@ -38,6 +38,30 @@ class FlowOutput(NamedTuple):
     regularization: dict  # name -> int g dt, one per sample
 
 
+def add_regularization(total: dict, part: dict) -> dict:
+    """``total`` with each of ``part``'s integrals added to the one of the same name."""
+    for name, value in part.items():
+        total[name] = total.get(name, 0) + value
+    return total
+
+
+class Flow(nn.Module):
+    """A flow given by ``transform(x) -> FlowOutput``: ``forward(x) = (z, log_det)`` and
+    ``log_prob(x) = log N(z; 0, I) + log_det`` (eq. 4) follow from it."""
+
+    def transform(self, x: Tensor) -> FlowOutput:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        z, log_det, _ = self.transform(x)
+        return z, log_det
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log p(x) in nats, one value per sample."""
+        z, log_det = self(x)
+        return standard_normal_logprob(z) + log_det
+
+
 class CNFDynamics(nn.Module):
     """F(t, s) for s = [z, l, r..]: returns [f(z, t), -Tr(df/dz), g_j(z, t)..], flattened per sample.
 
@@ -75,7 +99,7 @@ class CNFDynamics(nn.Module):
         return out if create_graph else out.detach()
 
 
-class CNF(nn.Module):
+class CNF(Flow):
     """One CNF block: a vector field, its :class:`EndTime` and a solver.
 
     ``forward(x)`` returns ``(z, log_det)`` with ``log_det = int Tr(df/dz) dt`` (so
@@ -106,13 +130,8 @@ class CNF(nn.Module):
         return self.dynamics.field
 
     # ---------------------------------------------------------------- density
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x -> (z(T), int_{t0}^{T} Tr(df/dz) dt)."""
-        z, log_det, _ = self.transform(x)
-        return z, log_det
-
     def transform(self, x: Tensor) -> FlowOutput:
-        """x -> z(T), the log-determinant and the regularisers' integrals."""
+        """x -> z(T), int_{t0}^{T} Tr(df/dz) dt and the regularisers' integrals."""
         batch = x.shape[0]
         state = torch.cat([x.reshape(batch, -1), x.new_zeros(batch, 1 + len(self.regularizers))], 1)
         if self.trace.needs_probe:
@@ -136,11 +155,6 @@ class CNF(nn.Module):
         self.dynamics.begin("backward")
         if self.training:
             self.end_adjoint = grad.detach()
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        """log p(x) in nats, one value per sample (eq. 4)."""
-        z, log_det = self(x)
-        return standard_normal_logprob(z) + log_det
 
     # ---------------------------------------------------------------- sampling
     def inverse(self, z: Tensor) -> Tensor:

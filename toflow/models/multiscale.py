@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .cnf import CNF, FlowOutput, standard_normal_logprob
+from .cnf import CNF, Flow, FlowOutput, add_regularization
 from .transforms import LogitTransform, squeeze, unsqueeze
 
 
@@ -51,8 +51,7 @@ class Scale(nn.Module):
                 x = squeeze(x)
             x, block_log_det, block_reg = block.transform(x)
             log_det = log_det + block_log_det
-            for name, value in block_reg.items():
-                regularization[name] = regularization.get(name, 0) + value
+            add_regularization(regularization, block_reg)
         if self.squeezes and not self.after:
             x = squeeze(x)
         return FlowOutput(x, log_det, regularization)
@@ -67,7 +66,7 @@ class Scale(nn.Module):
         return x
 
 
-class MultiscaleFlow(nn.Module):
+class MultiscaleFlow(Flow):
     """The multiscale flow over images of ``shape`` (C, H, W) with values in [0, 1].
 
     ``make_block(shape)`` builds one CNF block for a state of that shape (its field, end
@@ -102,22 +101,13 @@ class MultiscaleFlow(nn.Module):
         for index, scale in enumerate(self.scales):
             h, scale_log_det, scale_reg = scale(h)
             log_det = log_det + scale_log_det
-            for name, value in scale_reg.items():
-                regularization[name] = regularization.get(name, 0) + value
+            add_regularization(regularization, scale_reg)
             if index < len(self.scales) - 1:
                 keep = h.shape[1] // 2
                 h, out = h[:, :keep], h[:, keep:]
                 parts.append(out.flatten(1))
         parts.append(h.flatten(1))
         return FlowOutput(torch.cat(parts, 1), log_det, regularization)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        z, log_det, _ = self.transform(x)
-        return z, log_det
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        z, log_det = self(x)
-        return standard_normal_logprob(z) + log_det
 
     # ------------------------------------------------------------------ sampling
     def inverse(self, z: Tensor) -> Tensor:
