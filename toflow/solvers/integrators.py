@@ -33,17 +33,17 @@ def _clamp_to_end(t: float, h: float, t1: float, direction: float) -> tuple[floa
     return h, False
 
 
-def _adaptive_loop(f, attempt, y0: Tensor, carry: Tensor, f0: Tensor, t0: float, t1: float, error_order: int,
-                   tol: Tolerance, max_steps: int, record: Record):
+def _adaptive_loop(f, attempt, y0: Tensor, carry: Tensor, t0: float, t1: float, error_order: int, tol: Tolerance,
+                   max_steps: int, record: Record):
     """The accept/reject loop shared by the adaptive methods.
 
     ``attempt(t, h, y, carry) -> (y_new, carry_new, error)``, where ``carry`` is what a
-    method hands from step to step (dopri5's last stage, the leapfrog's velocity) and
-    ``f0 = f(t0, y0)`` seeds the first step size. Returns the end state and carry.
+    method hands from step to step: dopri5's last stage, the leapfrog's velocity. Both
+    start as f(t0, y0), which seeds the first step size. Returns the end state and carry.
     """
     direction = _direction(t0, t1)
     budget = StepBudget(max_steps, t0, t1, y0.dtype)
-    h = direction * initial_step(f, t0, y0, f0, error_order, tol, direction)
+    h = direction * initial_step(f, t0, y0, carry, error_order, tol, direction)
     t, y = t0, y0
     while t != t1:
         h, last = _clamp_to_end(t, h, t1, direction)
@@ -75,7 +75,7 @@ class AdaptiveDopri5:
             y_new, error, k7 = dopri5_step(f, t, h, y, k)
             return y_new, k7, error
 
-        return _adaptive_loop(f, attempt, y0, k1, k1, t0, t1, self.error_order, tol, max_steps, record)
+        return _adaptive_loop(f, attempt, y0, k1, t0, t1, self.error_order, tol, max_steps, record)
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class AdaptiveLeapfrog:
         def attempt(t, h, y, v):
             return alf_step(f, t, h, y, v)
 
-        return _adaptive_loop(f, attempt, y0, v0, v0, t0, t1, self.error_order, tol, max_steps, record)
+        return _adaptive_loop(f, attempt, y0, v0, t0, t1, self.error_order, tol, max_steps, record)
 
     def integrate(self, f, y0: Tensor, t0: float, t1: float, tol: Tolerance, max_steps: int, record: Record = None):
         if t1 == t0:
