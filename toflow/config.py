@@ -135,11 +135,13 @@ def _all_keys(schema: type, prefix: str = "") -> List[str]:
     return keys
 
 
-def _one_line(err: OmegaConfBaseException) -> str:
-    key = getattr(err, "full_key", None) or "config"
+def one_line(err: OmegaConfBaseException, schema: type | None = None, what: str = "config") -> str:
+    """An OmegaConf error as one line naming the key; an unknown key gets the closest key
+    of ``schema`` (default :class:`RunConfig`) suggested."""
+    key = getattr(err, "full_key", None) or what
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if "not in" in first or "Missing key" in first or "Key '" in first:
-        close = difflib.get_close_matches(key, _all_keys(RunConfig), n=1)
+        close = difflib.get_close_matches(key, _all_keys(schema or RunConfig), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"{key}: unknown key{hint}"
     return f"{key}: {first}"
@@ -174,7 +176,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             schema = OmegaConf.merge(schema, OmegaConf.from_dotlist(list(overrides)))
         cfg = _to_config(schema)
     except OmegaConfBaseException as err:
-        raise ConfigError(_one_line(err)) from None
+        raise ConfigError(one_line(err)) from None
     validate(cfg)
     return cfg
 
@@ -184,7 +186,7 @@ def from_dict(values: dict) -> RunConfig:
     try:
         cfg = _to_config(OmegaConf.merge(OmegaConf.structured(RunConfig), values))
     except OmegaConfBaseException as err:
-        raise ConfigError(_one_line(err)) from None
+        raise ConfigError(one_line(err)) from None
     validate(cfg)
     return cfg
 

@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, List
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, one_line
 from .trainers.train import finished_summary, last_checkpoint
 
 
@@ -91,8 +91,7 @@ def load_study(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
                                  OmegaConf.from_dotlist(list(overrides)))
         study = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "study"
-        raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from None
+        raise ConfigError(one_line(err, StudyConfig, "study")) from None
     if study.parallel < 1:
         raise ConfigError(f"parallel: must be at least 1, got {study.parallel}")
     if not study.seeds:
