@@ -1,22 +1,16 @@
 """The CLI end to end: a short run leaves its artefacts; resuming continues it."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
+from helpers import run_cli
 
 from toflow.trainers import SUMMARY_KEYS
 
 SMALL = ["model.hidden=[16,16]", "data.batch_size=64", "data.test_size=200", "trainer.eval_every=10",
          "trainer.viz_every=10", "trainer.checkpoint_every=10", "trainer.progress_bar=false",
          "solver.atol=1e-4", "solver.rtol=1e-4"]
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "toflow.trainers.run", "configs/toy_checkerboard_toflow.yaml",
-                           *args], capture_output=True, text=True, timeout=600)
 
 
 def has_hparams(events: Path) -> bool:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import torch
+from helpers import run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 SMALL = ["model.hidden=[16,16]", "data.batch_size=64", "data.test_size=200", "trainer.eval_every=4",
@@ -52,9 +53,7 @@ def test_two_processes_stay_identical_write_once_and_resume(tmp_path: Path):
 
 def test_a_ddp_step_has_the_single_process_loss(tmp_path: Path):
     single = tmp_path / "single"
-    done = subprocess.run([sys.executable, "-m", "toflow.trainers.run", "configs/toy_checkerboard_toflow.yaml",
-                           "trainer.max_steps=1", f"trainer.log_dir={single}", *SMALL], capture_output=True,
-                          text=True, timeout=600)
+    done = run_cli("trainer.max_steps=1", f"trainer.log_dir={single}", *SMALL)
     assert done.returncode == 0, done.stderr[-2000:]
     parallel = tmp_path / "parallel"
     done = torchrun(tmp_path / "out", "trainer.max_steps=1", f"trainer.log_dir={parallel}")

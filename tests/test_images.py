@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import run_cli
 from torch import nn
 
 from toflow.config import load_config
@@ -126,12 +127,11 @@ def test_missing_data_is_one_line_naming_the_files(tmp_path: Path):
 
 def test_training_then_evaluate_on_synthetic_images(fake_mnist: Path, tmp_path: Path):
     run = tmp_path / "run"
-    args = ["configs/digits_toflow.yaml", "data.name=mnist", f"data.root={fake_mnist}", "data.resize=8",
+    args = ["data.name=mnist", f"data.root={fake_mnist}", "data.resize=8",
             "data.batch_size=16", "data.test_size=16", "model.hidden=[8]", "trainer.max_steps=3",
             "trainer.eval_every=3", "trainer.viz_every=3", "trainer.checkpoint_every=3", f"trainer.log_dir={run}",
             "trainer.progress_bar=false", "solver.atol=1e-3", "solver.rtol=1e-3"]
-    done = subprocess.run([sys.executable, "-m", "toflow.trainers.run", *args], capture_output=True, text=True,
-                          timeout=600)
+    done = run_cli(*args, config="configs/digits_toflow.yaml")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "bits/dim" in done.stdout and "parameters in 3 CNF blocks" in done.stdout
     summary = json.loads((run / "summary.json").read_text())

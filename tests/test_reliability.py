@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import RUN, TOY_CONFIG, run_cli
 
 import toflow
 from toflow.config import load_config
@@ -22,26 +23,20 @@ from toflow.trainers.reliability import CheckpointError, load_checkpoint
 SMALL = ["model.hidden=[16,16]", "data.batch_size=64", "data.test_size=200", "trainer.eval_every=5",
          "trainer.viz_every=1000", "trainer.checkpoint_every=5", "trainer.progress_bar=false", "solver.atol=1e-4",
          "solver.rtol=1e-4", "trainer.num_threads=1", "trainer.accelerator=cpu"]
-CONFIG = "configs/toy_checkerboard_toflow.yaml"
-
-
-def cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "toflow.trainers.run", CONFIG, *args], capture_output=True,
-                          text=True, timeout=timeout)
+CONFIG = TOY_CONFIG
 
 
 def test_misspelt_key_exits_2_with_a_suggestion_and_no_traceback():
-    done = cli("solver.tol=1e-3")
+    done = run_cli("solver.tol=1e-3")
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
     assert "solver.tol" in done.stderr
 
 
 def test_out_of_range_and_missing_file():
-    done = cli("time.eps=0.6")
+    done = run_cli("time.eps=0.6")
     assert done.returncode == 2 and "time.eps" in done.stderr and done.stderr.strip().count("\n") == 0
-    done = subprocess.run([sys.executable, "-m", "toflow.trainers.run", "configs/nope.yaml"], capture_output=True,
-                          text=True)
+    done = run_cli(config="configs/nope.yaml")
     assert done.returncode == 2 and "nope.yaml" in done.stderr
 
 
@@ -112,11 +107,11 @@ def test_undo_restores_weights_and_optimizer_state():
 
 def test_truncated_and_altered_checkpoints_are_refused(tmp_path: Path):
     run = tmp_path / "run"
-    assert cli(*SMALL, "trainer.max_steps=5", f"trainer.log_dir={run}").returncode == 0
+    assert run_cli(*SMALL, "trainer.max_steps=5", f"trainer.log_dir={run}").returncode == 0
     last = run / "checkpoints" / "last.ckpt"
     data = last.read_bytes()
     last.write_bytes(data[: len(data) // 2])
-    done = cli(*SMALL, "trainer.max_steps=8", "trainer.resume=true", f"trainer.log_dir={run}")
+    done = run_cli(*SMALL, "trainer.max_steps=8", "trainer.resume=true", f"trainer.log_dir={run}")
     assert done.returncode == 2 and "truncated" in done.stderr and "Traceback" not in done.stderr
     torch.save({"state_dict": {}}, last)
     with pytest.raises(CheckpointError, match="not a toflow checkpoint"):
@@ -139,7 +134,7 @@ def test_a_checkpoint_with_code_in_it_is_not_run(tmp_path: Path):
 
 
 def test_solver_past_max_steps_names_the_block_and_T(tmp_path: Path):
-    done = cli(*SMALL, "trainer.max_steps=2", "solver.max_steps=1", f"trainer.log_dir={tmp_path / 'run'}")
+    done = run_cli(*SMALL, "trainer.max_steps=2", "solver.max_steps=1", f"trainer.log_dir={tmp_path / 'run'}")
     assert done.returncode == 1
     assert "block 0 (T=0.5)" in done.stderr and "solver.max_steps" in done.stderr
     assert done.stderr.strip().count("\n") == 0
@@ -160,8 +155,8 @@ def wait_for_step(checkpoint: Path, step: int, process, limit=300) -> None:
 
 
 def start(run: Path, steps: int):
-    return subprocess.Popen([sys.executable, "-m", "toflow.trainers.run", CONFIG, *SMALL, f"trainer.max_steps={steps}",
-                             f"trainer.log_dir={run}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([*RUN, CONFIG, *SMALL, f"trainer.max_steps={steps}", f"trainer.log_dir={run}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_sigkill_mid_run_then_resume(tmp_path: Path):
@@ -175,7 +170,7 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path):
     step = saved["global_step"]
     assert step >= 10 and step % 5 == 0
     assert not list(last.parent.glob("*.tmp"))
-    resumed = cli(*SMALL, "trainer.max_steps=40", "trainer.resume=true", f"trainer.log_dir={run}")
+    resumed = run_cli(*SMALL, "trainer.max_steps=40", "trainer.resume=true", f"trainer.log_dir={run}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     final = load_checkpoint(last)
     assert final["global_step"] == 40 and final["toflow"]["batches_done"] == 40
