@@ -52,15 +52,6 @@ class Counted(nn.Module):
         return self.field(torch.as_tensor(t, dtype=y.dtype, device=y.device), y)
 
 
-class PlainField(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.net = ConcatSquashMLP(dim, (128, 128), "tanh")
-
-    def forward(self, t, y):
-        return self.net(t, y)
-
-
 def problem(name: str, device: torch.device):
     """(field, y0, T, loss(y_T), controlled columns)."""
     torch.manual_seed(0)
@@ -73,7 +64,7 @@ def problem(name: str, device: torch.device):
             return (0.5 * y[:, :2].pow(2).sum(1) + y[:, 2]).mean()
 
         return field.to(device), y0.to(device), 0.5, loss, 2
-    field = PlainField(32)
+    field = ConcatSquashMLP(32, (128, 128), "tanh")
     y0 = torch.randn(256, 32)
     return field.to(device), y0.to(device), 1.0, (lambda y: y.pow(2).sum(1).mean()), None
 
