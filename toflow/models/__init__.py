@@ -1,13 +1,13 @@
 """Vector fields, the CNF block and its trainable end time."""
 
-from .cnf import CNF, CNFDynamics, FlowOutput, standard_normal_logprob
+from .cnf import CNF, CNFDynamics, Flow, FlowOutput, standard_normal_logprob
 from .divergence import ExactTrace, HutchinsonTrace, make_trace
 from .end_time import EndTime
 from .fields import ConcatConv2d, ConcatConvNet, ConcatSquashLinear, ConcatSquashMLP, LinearField
 from .multiscale import MultiscaleFlow
 from .transforms import LogitTransform, squeeze, unsqueeze
 
-__all__ = ["CNF", "CNFDynamics", "FlowOutput", "ConcatConv2d", "ConcatConvNet", "ConcatSquashLinear", "ConcatSquashMLP",
+__all__ = ["CNF", "CNFDynamics", "Flow", "FlowOutput", "ConcatConv2d", "ConcatConvNet", "ConcatSquashLinear", "ConcatSquashMLP",
            "LogitTransform", "MultiscaleFlow", "squeeze", "unsqueeze", "EndTime", "ExactTrace",
            "HutchinsonTrace", "LinearField", "make_trace", "standard_normal_logprob"]
 
