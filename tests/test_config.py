@@ -66,3 +66,42 @@ def test_unknown_choice_is_refused():
 def test_missing_file_is_refused():
     with pytest.raises(ConfigError, match="file not found"):
         load_config("configs/none.yaml")
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["solver.step_size=0.1"], "solver.step_size"),  # dopri5 has adaptive steps
+    (["solver.name=aca", "solver.sensitivity=adjoint"], "solver.sensitivity"),  # ACA is its own gradient method
+    (["solver.name=mali", "solver.sensitivity=autograd"], "solver.sensitivity"),
+    (["model.probe=gaussian"], "model.probe"),  # the exact trace draws no probe
+    (["model.num_blocks=2"], "model.num_blocks"),  # the 2-D flow has one block
+    (["data.resize=14"], "data.resize"),
+])
+def test_a_setting_the_component_does_not_take_is_refused(overrides, key):
+    message = refused(*overrides)
+    assert message.startswith(f"{key}:") and "not used" in message
+
+
+def test_former_time_grad_spellings_still_work_with_a_notice():
+    for former, current in (("alternating", "after_step"), ("joint", "same_pass")):
+        with pytest.warns(FutureWarning, match=f"'{former}' is now spelt '{current}'"):
+            cfg = load_config("configs/toy_checkerboard_toflow.yaml", [f"time.grad={former}"])
+        assert cfg.time.grad == current
+    assert refused("time.grad=sometimes").startswith("time.grad:")
+
+
+def test_a_saved_config_of_the_former_schema_loads():
+    from toflow.config import from_dict, to_dict
+
+    former = to_dict(load_config("configs/toy_checkerboard_toflow.yaml", ["solver.name=aca"]))
+    former["solver"]["sensitivity"] = "adjoint"  # as every section was written out in full
+    former["model"].update(probe="rademacher", num_blocks=1, logit_alpha=1e-6)
+    former["regularizers"] = {"kinetic": 0.0, "jacobian_frobenius": 0.0}
+    cfg = from_dict(former)
+    assert cfg.solver.name == "aca" and cfg.model.probe is None and cfg.regularizers == {}
+
+
+def test_a_hand_built_cnf_has_a_fixed_end_time():
+    from toflow.models import CNF, ConcatSquashMLP
+
+    flow = CNF(ConcatSquashMLP(2, (4,)))
+    assert flow.end_time.mode == "fixed" and not flow.end_time.T.requires_grad

@@ -50,3 +50,14 @@ def test_eight_gaussians_modes():
 def test_unknown_set_is_refused():
     with pytest.raises(ValueError, match="data.name"):
         ToyStream("spiral")
+
+
+def test_dequantised_pixels_stay_strictly_inside_the_unit_interval():
+    from toflow.data import dequantize
+
+    # (255 + u) / 256 rounds to exactly 1.0 in float32 for u within 2^-16 of 1: about 15 in 2 million draws
+    values = torch.full((2_000_000,), 255, dtype=torch.uint8)
+    top = dequantize(values, 256, torch.Generator().manual_seed(0))
+    bottom = dequantize(torch.zeros(2_000_000, dtype=torch.uint8), 256, torch.Generator().manual_seed(0))
+    assert top.max() < 1.0 and bottom.min() > 0.0
+    assert top.dtype == torch.float32 and top.min() >= 255 / 256

@@ -17,7 +17,7 @@ TOL = 1e-7
 
 def small_cnf(solver):
     torch.manual_seed(7)
-    return CNF(ConcatSquashMLP(2, (8, 8)), EndTime(0.0, 0.6, "toflow", grad="joint"), solver, trace="exact").double()
+    return CNF(ConcatSquashMLP(2, (8, 8)), EndTime(0.0, 0.6, "toflow", grad="same_pass"), solver, trace="exact").double()
 
 
 class TensorTime(torch.nn.Module):

@@ -225,3 +225,27 @@ def test_same_config_and_seed_give_the_same_summary(tmp_path: Path):
         summaries.append(toflow.train(cfg))
     for key in ("test_nll", "nfe_forward_mean", "nfe_backward_mean", "end_times", "steps"):
         assert summaries[0][key] == summaries[1][key], key
+
+
+def test_a_non_finite_joint_T_gradient_skips_the_step(tmp_path: Path):
+    cfg = load_config(CONFIG, [*SMALL, "time.mode=joint", "trainer.max_steps=5", f"trainer.log_dir={tmp_path / 'run'}"])
+    states, hooks = [], []
+
+    class PoisonT(toflow.trainers.module.pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if batch_idx == 2:  # the third step's T gradient turns NaN, its weights' gradient stays finite
+                hooks.append(module.flow.end_time.T.register_hook(lambda g: g * float("nan")))
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            for hook in hooks:
+                hook.remove()
+            hooks.clear()
+            states.append((trainer.global_step, float(module.flow.end_time.T),
+                           module.flow.field.layers[0].layer.weight.detach().clone()))
+
+    summary = toflow.train(cfg, callbacks=[PoisonT()])
+    assert summary["bad_steps"] == 1 and summary["steps"] == 5
+    before, poisoned = states[1], states[2]
+    assert poisoned[0] == before[0]  # no optimizer step
+    assert poisoned[1] == before[1] and torch.equal(poisoned[2], before[2])  # T and weights untouched
+    assert all(T == T for _, T, _ in states)  # T never became NaN

@@ -92,7 +92,7 @@ X = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_se
 
 def small_cnf(solver):
     torch.manual_seed(3)
-    return CNF(ConcatSquashMLP(2, (8, 8)), EndTime(0.0, 0.6, "toflow", grad="joint"), solver, trace="exact").double()
+    return CNF(ConcatSquashMLP(2, (8, 8)), EndTime(0.0, 0.6, "toflow", grad="same_pass"), solver, trace="exact").double()
 
 
 def loss_fn(flow, x):
@@ -157,7 +157,7 @@ def test_every_solver_is_registered_and_trains_T():
     x = torch.randn(64, 2) * 2
     for name in SOLVERS:
         solver = build_solver(name, atol=1e-4, rtol=1e-4, step_size=0.1 if name in ("rk4", "euler") else None)
-        flow = CNF(ConcatSquashMLP(2, (16, 16)), EndTime(0.0, 0.5, "toflow", grad="joint"), solver)
+        flow = CNF(ConcatSquashMLP(2, (16, 16)), EndTime(0.0, 0.5, "toflow", grad="same_pass"), solver)
         opt_w = torch.optim.Adam([p for n, p in flow.named_parameters() if not n.endswith("end_time.T")], 1e-2)
         opt_t = torch.optim.Adam([flow.end_time.T], 1e-2)
         for _ in range(3):

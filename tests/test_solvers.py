@@ -55,7 +55,7 @@ def test_evaluation_uses_its_own_tolerances():
 
 
 def test_a_flow_can_be_deep_copied_after_training_steps():
-    flow = CNF(ConcatSquashMLP(2, (8,)), EndTime(0.0, 0.5, "toflow", grad="joint"), Dopri5(atol=1e-4, rtol=1e-4))
+    flow = CNF(ConcatSquashMLP(2, (8,)), EndTime(0.0, 0.5, "toflow", grad="same_pass"), Dopri5(atol=1e-4, rtol=1e-4))
     x = torch.randn(16, 2)
     (-flow.log_prob(x).mean()).backward()
     twin = copy.deepcopy(flow)
@@ -64,7 +64,7 @@ def test_a_flow_can_be_deep_copied_after_training_steps():
 
 
 def test_nfe_are_counted_forward_and_backward():
-    flow = CNF(ConcatSquashMLP(2, (8,)), EndTime(0.0, 0.5, "toflow", grad="joint"), Dopri5(atol=1e-5, rtol=1e-5))
+    flow = CNF(ConcatSquashMLP(2, (8,)), EndTime(0.0, 0.5, "toflow", grad="same_pass"), Dopri5(atol=1e-5, rtol=1e-5))
     x = torch.randn(16, 2)
     loss = -flow.log_prob(x).mean()
     forward = flow.nfe["forward"]

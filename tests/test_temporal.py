@@ -10,7 +10,7 @@ from toflow.trainers import FlowModule, temporal_step
 X = torch.randn(64, 2, generator=torch.Generator().manual_seed(3)) * 2
 
 
-def toy_flow(mode, grad="alternating", T0=0.5, alpha=0.1, eps=0.1):
+def toy_flow(mode, grad="after_step", T0=0.5, alpha=0.1, eps=0.1):
     return CNF(ConcatSquashMLP(2, (16, 16)), EndTime(0.0, T0, mode, alpha=alpha, eps=eps, grad=grad))
 
 
@@ -28,7 +28,7 @@ def weights_step(flow, optimizers):
     optimizers[0].step()
 
 
-@pytest.mark.parametrize("grad", ["alternating", "joint"])
+@pytest.mark.parametrize("grad", ["after_step", "same_pass"])
 def test_t_step_never_leaves_the_clip_interval(grad):
     flow = toy_flow("toflow", grad=grad, alpha=0.0)
     opt = torch.optim.Adam([flow.end_time.T], lr=0.3)
@@ -45,7 +45,7 @@ def test_t_step_never_leaves_the_clip_interval(grad):
 
 
 def test_t_step_clips_at_the_bound():
-    flow = toy_flow("toflow", grad="joint")
+    flow = toy_flow("toflow", grad="same_pass")
     opt = torch.optim.SGD([flow.end_time.T], lr=1.0)
     flow.end_time.T.grad = torch.tensor(-100.0)  # pushes T far above the interval
     temporal_step(flow, opt)
@@ -58,7 +58,7 @@ def test_t_step_clips_at_the_bound():
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_temporal_regularisation_adds_alpha_sign_T(sign):
     flow = CNF(ConcatSquashMLP(2, (8,)), EndTime(-2.0, sign * 0.5 if sign > 0 else -1.0, "toflow", alpha=0.3,
-                                                 eps=0.1, grad="joint"))
+                                                 eps=0.1, grad="same_pass"))
     T = flow.end_time.T
     opt = torch.optim.SGD([T], lr=1.0)
     before = float(T)
@@ -69,9 +69,9 @@ def test_temporal_regularisation_adds_alpha_sign_T(sign):
 
 
 def test_alternating_step_uses_eq_12_13_plus_tr():
-    flow = toy_flow("toflow", grad="alternating", alpha=0.25)
+    flow = toy_flow("toflow", grad="after_step", alpha=0.25)
     (-flow.log_prob(X).mean()).backward()
-    expected = float(flow.alternating_time_grad()) + 0.25
+    expected = float(flow.time_grad()) + 0.25
     used = temporal_step(flow, torch.optim.SGD([flow.end_time.T], lr=0.0))
     assert used[0] == pytest.approx(expected, rel=1e-5)
 
@@ -123,3 +123,29 @@ def test_steer_draw_state_survives_a_state_dict_round_trip():
     b = EndTime(0.0, 0.5, "steer", seed=99)
     b.load_state_dict(a.state_dict())
     assert float(a.t_span()[1]) == float(b.t_span()[1])
+
+
+def test_a_non_finite_T_gradient_moves_nothing():
+    flow = toy_flow("toflow", grad="same_pass")
+    T = flow.end_time.T
+    opt = torch.optim.SGD([T], lr=1.0)
+    T.grad = torch.tensor(float("nan"))
+    step = temporal_step(flow, opt)
+    assert not step.finite and float(T) == 0.5 and T.grad is None
+    T.grad = torch.tensor(0.1)
+    step = temporal_step(flow, opt)
+    assert step.finite and step[0] == pytest.approx(0.1 + 0.1) and float(T) == pytest.approx(0.3)
+
+
+def test_evaluation_is_seeded_and_leaves_training_alone():
+    from toflow.trainers import mean_nll
+    from toflow.trainers.plots import density_grid
+
+    flow = CNF(ConcatSquashMLP(2, (8,)), EndTime(0.0, 0.5, "steer"), trace="hutchinson")
+    state = torch.get_rng_state()
+    first = mean_nll(flow, X, batch_size=16)
+    density_grid(flow, n=8)
+    assert mean_nll(flow, X, batch_size=16) == first  # the same probes every time
+    assert torch.equal(torch.get_rng_state(), state) and flow.training  # training's stream and mode untouched
+    flow.eval()
+    assert float(flow.end_time.t_span()[1]) == 0.5  # evaluation ran at T0, not at a STEER draw

@@ -1,17 +1,22 @@
 """Typed run configuration: schema, YAML loading, ``key=value`` overrides, validation.
 
 The schema is a tree of dataclasses read by OmegaConf, so an unknown key or a value of
-the wrong type is refused with its dotted name. Checks that go beyond types (ranges,
-choices, the clip interval of eq. 17) live in :func:`validate`. Every refusal is a
-:class:`ConfigError` whose message is one line that names the key.
+the wrong type is refused with its dotted name. Each section then builds its component
+with its own fields (``solver`` -> ``build_solver(**section)``, ``time`` -> ``EndTime``,
+``regularizers`` -> ``build_regularizers``, ``model`` -> the flow, ``data`` -> ``check_data``),
+so the allowed values are the registries' and the range checks are the constructors':
+:func:`validate` runs them and turns their refusal into a :class:`ConfigError`, one line
+that names the key. A setting left at None takes the component's own default; a setting
+the chosen component does not take (``solver.step_size`` with dopri5,
+``solver.sensitivity`` with aca, ``model.probe`` with the exact trace) is refused.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -36,9 +41,9 @@ class ModelConfig:
     hidden: List[int] = field(default_factory=lambda: [64, 64, 64])
     activation: str = "tanh"
     trace: str = "auto"  # exact | hutchinson | auto (exact for dim <= 8)
-    probe: str = "rademacher"  # Hutchinson probe: rademacher | gaussian
-    num_blocks: int = 1  # images: CNF blocks per place in each scale (FFJORD: 1)
-    logit_alpha: float = 1.0e-6  # images: alpha of the logit transform (RNODE on CIFAR-10: 0.05)
+    probe: Optional[str] = None  # Hutchinson probe: rademacher (default) | gaussian
+    num_blocks: Optional[int] = None  # images: CNF blocks per place in each scale (default 1, FFJORD's)
+    logit_alpha: Optional[float] = None  # images: alpha of the logit transform (default 1e-6; RNODE on CIFAR-10: 0.05)
 
 
 @dataclass
@@ -49,25 +54,19 @@ class TimeConfig:
     lr: float = 1.0e-2
     alpha: float = 0.1
     eps: float = 0.1
-    grad: str = "alternating"  # alternating | joint
+    grad: str = "after_step"  # after_step | same_pass
 
 
 @dataclass
 class SolverConfig:
     name: str = "dopri5"
-    sensitivity: str = "adjoint"  # adjoint | autograd
+    sensitivity: Optional[str] = None  # adjoint (default) | autograd, for the solvers that offer the choice
     atol: float = 1.0e-5
     rtol: float = 1.0e-5
     test_atol: Optional[float] = None  # evaluation tolerances; None: the training ones
     test_rtol: Optional[float] = None
     max_steps: int = 10000
     step_size: Optional[float] = None  # fixed-step solvers (rk4, euler): the largest step
-
-
-@dataclass
-class RegularizersConfig:
-    kinetic: float = 0.0  # coefficient of int 0.5 ||f||^2 / D dt
-    jacobian_frobenius: float = 0.0  # coefficient of int ||df/dz||_F^2 / D dt
 
 
 @dataclass
@@ -103,21 +102,12 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     time: TimeConfig = field(default_factory=TimeConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
-    regularizers: RegularizersConfig = field(default_factory=RegularizersConfig)
+    regularizers: Dict[str, float] = field(default_factory=dict)  # registered name -> coefficient
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
-CHOICES = {
-    "data.name": ("swissroll", "circles", "rings", "moons", "8gaussians", "pinwheel", "2spirals", "checkerboard",
-                  "mnist", "fashion_mnist", "cifar10", "digits"),
-    "model.activation": ("tanh", "softplus", "elu", "relu", "swish"),
-    "model.trace": ("auto", "exact", "hutchinson"),
-    "model.probe": ("rademacher", "gaussian"),
-    "time.mode": ("fixed", "joint", "steer", "toflow"),
-    "time.grad": ("alternating", "joint"),
-    "solver.name": ("dopri5", "aca", "mali", "rk4", "euler"),
-    "solver.sensitivity": ("adjoint", "autograd"),
+CHOICES = {  # the trainer's choices (Lightning's); every other choice comes from a registry
     "trainer.accelerator": ("cpu", "gpu", "cuda", "auto"),
     "trainer.strategy": ("auto", "ddp", "ddp_spawn"),
 }
@@ -182,9 +172,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
 
 def from_dict(values: dict) -> RunConfig:
-    """Build a validated config from a nested dict (e.g. a checkpoint's ``hparams``)."""
+    """Build a validated config from a nested dict (e.g. a checkpoint's ``hparams``, :func:`upgrade`\ d)."""
     try:
-        cfg = _to_config(OmegaConf.merge(OmegaConf.structured(RunConfig), values))
+        cfg = _to_config(OmegaConf.merge(OmegaConf.structured(RunConfig), upgrade(values)))
     except OmegaConfBaseException as err:
         raise ConfigError(one_line(err)) from None
     validate(cfg)
@@ -205,8 +195,26 @@ def _get(cfg: Any, key: str) -> Any:
     return cfg
 
 
+def _components(cfg: RunConfig) -> None:
+    """Build every section's component with its own fields; a refusal is a ValueError naming the key."""
+    import torch
+
+    from .data import check_data
+    from .models import build_flow
+    from .models.end_time import EndTime
+
+    check_data(**asdict(cfg.data))
+    cfg.time.grad = EndTime(**asdict(cfg.time)).grad  # the current spelling of a former name
+    with torch.device("meta"):  # every constructor runs, nothing is allocated
+        build_flow(cfg)
+
+
 def validate(cfg: RunConfig) -> None:
-    """Range and choice checks that types alone cannot express."""
+    """The components' own checks (:func:`_components`), then the optimizer's and the trainer's ranges."""
+    try:
+        _components(cfg)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     for key, allowed in CHOICES.items():
         value = _get(cfg, key)
         if value not in allowed:
@@ -220,31 +228,34 @@ def validate(cfg: RunConfig) -> None:
             need = "non-negative" if allow_zero else "positive"
             raise ConfigError(f"{key}: must be {need}, got {value}")
 
-    for key in ("data.batch_size", "data.test_size", "solver.atol", "solver.rtol", "solver.max_steps",
-                "time.lr", "optim.lr", "trainer.max_steps", "trainer.eval_every", "trainer.viz_every",
-                "trainer.checkpoint_every"):
+    for key in ("optim.lr", "trainer.max_steps", "trainer.eval_every", "trainer.viz_every", "trainer.checkpoint_every",
+                "trainer.devices", "trainer.num_nodes", "trainer.sample_temperature"):
         positive(key)
-    for key in ("solver.test_atol", "solver.test_rtol", "solver.step_size", "optim.max_grad_norm",
-                "trainer.num_threads", "data.resize", "data.subset"):
+    for key in ("optim.max_grad_norm", "trainer.num_threads"):
         positive(key, allow_none=True)
-    for key in ("time.alpha", "time.eps", "optim.weight_decay", "regularizers.kinetic",
-                "regularizers.jacobian_frobenius"):
-        positive(key, allow_zero=True)
-    positive("model.num_blocks")
-    positive("trainer.devices")
-    positive("trainer.num_nodes")
-    positive("trainer.sample_temperature")
-    if not 0 <= cfg.model.logit_alpha < 0.5:
-        raise ConfigError(f"model.logit_alpha: must lie in [0, 0.5), got {cfg.model.logit_alpha}")
-    if cfg.data.resize is not None and cfg.data.resize % 2:
-        raise ConfigError(f"data.resize: must be even (the multiscale flow squeezes by 2), got {cfg.data.resize}")
-    if not cfg.model.hidden or any(h <= 0 for h in cfg.model.hidden):
-        raise ConfigError(f"model.hidden: must be a non-empty list of positive widths, got {cfg.model.hidden}")
-    if cfg.solver.name in ("rk4", "euler") and cfg.solver.step_size is None:
-        raise ConfigError(f"solver.step_size: {cfg.solver.name} is a fixed-step solver and needs one (e.g. 0.25)")
-    t = cfg.time
-    if t.T0 <= t.t0:
-        raise ConfigError(f"time.T0: must exceed time.t0 = {t.t0}, got {t.T0}")
-    if t.eps >= t.T0 - t.t0:
-        raise ConfigError(f"time.eps: must be below T0 - t0 = {t.T0 - t.t0:g} so the clip interval "
-                          f"[t0+eps, 2*T0-t0-eps] is not empty, got {t.eps}")
+    positive("optim.weight_decay", allow_zero=True)
+
+
+# Settings a config saved before the schema took each component's own fields named at their
+# former defaults, whether the component used them or not: dropped when it does not.
+FORMER_DEFAULTS = {"solver": {"sensitivity": "adjoint"}, "model": {"probe": "rademacher", "num_blocks": 1,
+                                                                    "logit_alpha": 1.0e-6}}
+
+
+def upgrade(values: dict) -> dict:
+    """``values`` (a saved config) with the former defaults its components do not take removed."""
+    from .data import IMAGE_SETS
+    from .solvers import solver_settings
+
+    values = {key: dict(v) if isinstance(v, dict) else v for key, v in values.items()}
+    solver, model = values.get("solver", {}), values.get("model", {})
+    if solver.get("sensitivity") == "adjoint" and "sensitivity" not in solver_settings(solver.get("name", "dopri5")):
+        del solver["sensitivity"]
+    image = values.get("data", {}).get("name") in IMAGE_SETS
+    for key, former in FORMER_DEFAULTS["model"].items():
+        unused = key != "probe" and not image or key == "probe" and model.get("trace") == "exact"
+        if model.get(key) == former and unused:
+            del model[key]
+    if "regularizers" in values:
+        values["regularizers"] = {k: v for k, v in values["regularizers"].items() if v}
+    return values

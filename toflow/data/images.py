@@ -8,7 +8,7 @@ of Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist/``). 
 is unpacked once into ``data.root``. scikit-learn's 8x8 digits (17 grey levels) make a tiny real set.
 
 Dequantisation (uniform): x = (v + u) / L with u ~ U[0, 1), v the integer value and
-L the number of levels (256; 17 for digits). The test set is dequantised once, with a
+L the number of levels (256; 17 for digits), kept strictly inside (0, 1). The test set is dequantised once, with a
 fixed noise, so test bits/dim are a deterministic function of the model.
 """
 
@@ -114,9 +114,15 @@ def load_images(name: str, root: str | Path = "data", train: bool = True, resize
 
 
 def dequantize(values: Tensor, n_levels: int, generator: torch.Generator | None = None) -> Tensor:
-    """(v + u) / L with u ~ U[0, 1): a float32 image in [0, 1)."""
+    """(v + u) / L with u ~ U[0, 1): a float32 image strictly inside (0, 1).
+
+    For the top level and u close to 1, (v + u) / L rounds to exactly 1.0 in float32 (about 7
+    in a million such pixels), where the logit is infinite: those are put on the largest
+    float32 below 1 (and a pixel at exactly 0 on the smallest above it)."""
     u = torch.rand(values.shape, generator=generator)
-    return (values.float() + u) / n_levels
+    x = (values.float() + u) / n_levels
+    info = torch.finfo(x.dtype)
+    return x.clamp(info.tiny, 1 - info.eps / 2)
 
 
 def bits_per_dim(nll_nats: Tensor | float, dim: int, n_levels: int = 256) -> Tensor | float:

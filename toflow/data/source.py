@@ -54,12 +54,31 @@ class DataSource:
         return ToyBatches(ToyStream(self.name, self._seed), batch_size, batches_done * batch_size, rank, world)
 
 
+DATA_SETS = TOY_SETS + IMAGE_SETS  # the names ``data.name`` takes
+
+
+def check_data(name: str, root: str = "data", batch_size: int = 512, test_size: int = 5000,
+               resize: int | None = None, subset: int | None = None) -> None:
+    """Refuse a data setting out of range (one line naming its key), before anything is read."""
+    if name not in DATA_SETS:
+        raise ValueError(f"data.name: '{name}' is not one of {', '.join(DATA_SETS)}")
+    for key, value in (("batch_size", batch_size), ("test_size", test_size), ("resize", resize), ("subset", subset)):
+        if value is not None and value <= 0 or value is None and key in ("batch_size", "test_size"):
+            raise ValueError(f"data.{key}: must be positive, got {value}")
+    if resize is not None and resize % 2:
+        raise ValueError(f"data.resize: must be even (the multiscale flow squeezes by 2), got {resize}")
+    if name in TOY_SETS and (resize is not None or subset is not None):
+        raise ValueError(f"data.{'resize' if resize is not None else 'subset'}: not used by the 2-D set {name}")
+
+
 def event_shape(name: str, resize: int | None = None) -> tuple:
     return image_shape(name, resize) if name in IMAGE_SETS else (2,)
 
 
 def make_source(name: str, seed: int = 0, root: str = "data", test_size: int = 5000, resize: int | None = None,
                 subset: int | None = None) -> DataSource:
+    """The data set ``name``: its test set now, its training batches on demand."""
+    check_data(name, root, test_size=test_size, resize=resize, subset=subset)
     if name in TOY_SETS:
         return DataSource(name, (2,), toy_test_set(name, test_size), None, None, seed)
     n_levels = levels(name)

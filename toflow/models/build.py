@@ -1,7 +1,13 @@
 """Build a flow from a :class:`~toflow.config.RunConfig`: an MLP CNF for 2-D data, FFJORD's
-multiscale flow for images."""
+multiscale flow for images. Each config section builds its component with its own fields:
+``solver`` -> :func:`~toflow.solvers.build_solver`, ``time`` -> :class:`EndTime`,
+``regularizers`` -> :func:`~toflow.regularizers.build_regularizers`, ``model`` -> the field,
+the trace estimator and (images) the multiscale flow.
+"""
 
 from __future__ import annotations
+
+from dataclasses import asdict
 
 from ..config import RunConfig
 from ..data import IMAGE_SETS, event_shape
@@ -12,22 +18,23 @@ from .end_time import EndTime
 from .fields import ConcatConvNet, ConcatSquashMLP
 from .multiscale import MultiscaleFlow
 
+IMAGE_ONLY = ("num_blocks", "logit_alpha")  # model settings of the multiscale image flow
+
 
 def build_end_time(cfg: RunConfig, index: int = 0) -> EndTime:
     """Block ``index``'s end time; each block draws its own STEER times."""
-    t = cfg.time
-    return EndTime(t0=t.t0, T0=t.T0, mode=t.mode, alpha=t.alpha, eps=t.eps, grad=t.grad, seed=cfg.seed + 7919 * index)
+    return EndTime(**asdict(cfg.time), seed=cfg.seed + 7919 * index)
 
 
 def build_flow(cfg: RunConfig):
     """The flow a config describes."""
-    s = cfg.solver
-    solver = build_solver(s.name, atol=s.atol, rtol=s.rtol, sensitivity=s.sensitivity, test_atol=s.test_atol,
-                          test_rtol=s.test_rtol, max_steps=s.max_steps, step_size=s.step_size)
-    regularizers = build_regularizers(kinetic=cfg.regularizers.kinetic,
-                                      jacobian_frobenius=cfg.regularizers.jacobian_frobenius)
+    solver = build_solver(**asdict(cfg.solver))
+    regularizers = build_regularizers(**cfg.regularizers)
     m = cfg.model
     if cfg.data.name not in IMAGE_SETS:
+        for key in IMAGE_ONLY:
+            if getattr(m, key) is not None:
+                raise ValueError(f"model.{key}: not used by the 2-D flow (data.name={cfg.data.name})")
         field = ConcatSquashMLP(event_shape(cfg.data.name)[0], m.hidden, m.activation)
         return CNF(field, build_end_time(cfg), solver, regularizers, trace=m.trace, probe=m.probe, name="block 0")
     built = []
@@ -39,4 +46,5 @@ def build_flow(cfg: RunConfig):
         built.append(block)
         return block
 
-    return MultiscaleFlow(event_shape(cfg.data.name, cfg.data.resize), make_block, m.num_blocks, m.logit_alpha)
+    images = {key: getattr(m, key) for key in IMAGE_ONLY if getattr(m, key) is not None}
+    return MultiscaleFlow(event_shape(cfg.data.name, cfg.data.resize), make_block, **images)

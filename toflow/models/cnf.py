@@ -1,4 +1,4 @@
-"""The continuous normalizing flow block (paper eq. 2-4).
+"""The continuous normalizing flow block (paper eq. 2-4) and the contract every flow keeps.
 
 The block integrates the augmented state s = [z, l, r_1 .. r_k] with
 
@@ -22,6 +22,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..regularizers.spatial import FieldEvaluation
 from ..solvers import Dopri5, Solver, SolverError
 from .divergence import make_trace
 from .end_time import EndTime
@@ -46,10 +47,22 @@ def add_regularization(total: dict, part: dict) -> dict:
 
 
 class Flow(nn.Module):
-    """A flow given by ``transform(x) -> FlowOutput``: ``forward(x) = (z, log_det)`` and
-    ``log_prob(x) = log N(z; 0, I) + log_det`` (eq. 4) follow from it."""
+    """What a flow is to the trainer, the plots and the user.
+
+    A flow defines ``transform(x) -> FlowOutput``, ``inverse(z)``, ``blocks()`` (its CNF
+    blocks, in order) and ``latent_shape`` (the shape of one z); ``forward``, ``log_prob``,
+    ``sample``, ``end_times``, ``nfe``, ``reset_nfe`` and ``regularizers`` follow from them.
+    """
+
+    latent_shape: tuple
 
     def transform(self, x: Tensor) -> FlowOutput:
+        raise NotImplementedError
+
+    def inverse(self, z: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def blocks(self) -> list["CNF"]:
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -61,19 +74,53 @@ class Flow(nn.Module):
         z, log_det = self(x)
         return standard_normal_logprob(z) + log_det
 
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        """n samples: z ~ N(0, temperature^2 I) mapped back to data space."""
+        ref = self.end_times()[0].T
+        z = torch.randn((n, *self.latent_shape), dtype=ref.dtype, device=ref.device, generator=generator)
+        return self.inverse(temperature * z)
+
+    def end_times(self) -> list[EndTime]:
+        """The :class:`EndTime` of each block; ``.T`` is its parameter."""
+        return [block.end_time for block in self.blocks()]
+
+    @property
+    def regularizers(self) -> tuple:
+        """The spatial regularisers (every block has the same)."""
+        return self.blocks()[0].dynamics.regularizers
+
+    @property
+    def nfe(self) -> dict:
+        """Field evaluations since the last :meth:`reset_nfe`, forward and backward, over all blocks."""
+        totals = {"forward": 0, "backward": 0}
+        for block in self.blocks():
+            for key, value in block.dynamics.nfe.items():
+                totals[key] += value
+        return totals
+
+    def reset_nfe(self) -> None:
+        for block in self.blocks():
+            block.dynamics.nfe.update(forward=0, backward=0)
+
 
 class CNFDynamics(nn.Module):
     """F(t, s) for s = [z, l, r..]: returns [f(z, t), -Tr(df/dz), g_j(z, t)..], flattened per sample.
 
-    Counts its evaluations (``nfe``) by phase: forward, or backward once the gradient
-    of the solve's output has arrived.
+    The trace estimator computes the Jacobian quantities the regularisers ask for
+    (``needs``) beside the divergence. Counts its evaluations (``nfe``) by phase: forward,
+    or backward once the gradient of the solve's output has arrived.
     """
 
     def __init__(self, field: nn.Module, trace, event_shape: Sequence[int], regularizers: Sequence = ()):
         super().__init__()
         self.field, self.trace = field, trace
         self.regularizers = tuple(regularizers)
-        self.frobenius = any(r.needs_frobenius for r in self.regularizers)
+        self.wants = tuple(sorted({need for r in self.regularizers for need in r.needs}))
+        for r in self.regularizers:
+            missing = [need for need in r.needs if need not in trace.provides]
+            if missing:
+                raise ValueError(f"regularizers.{r.name}: needs {', '.join(missing)}, which the {trace.name} trace "
+                                 "does not give")
         self.event_shape = tuple(event_shape)
         self.numel = math.prod(self.event_shape)
         self.probe: Tensor | None = None
@@ -92,42 +139,43 @@ class CNFDynamics(nn.Module):
             if not (create_graph and z.requires_grad):
                 z = z.detach().requires_grad_(True)
             dz = self.field(t, z)
-            divergence, frobenius_sq = self.trace(dz, z, self.probe, create_graph, self.frobenius)
+            divergence, jacobian = self.trace(dz, z, self.probe, create_graph, self.wants)
             columns = [dz.flatten(1), -divergence[:, None]]
-            columns += [r.integrand(dz, frobenius_sq)[:, None] for r in self.regularizers]
+            if self.regularizers:
+                ev = FieldEvaluation(t, z, dz, jacobian, self.probe)
+                columns += [r.integrand(ev)[:, None] for r in self.regularizers]
         out = torch.cat(columns, 1)
         return out if create_graph else out.detach()
 
 
 class CNF(Flow):
-    """One CNF block: a vector field, its :class:`EndTime` and a solver.
+    """One CNF block: a vector field, its :class:`EndTime` (default: fixed, T = 0.5) and a solver.
 
     ``forward(x)`` returns ``(z, log_det)`` with ``log_det = int Tr(df/dz) dt`` (so
     ``log p(x) = log N(z) + log_det``); ``log_prob``, ``sample`` and ``inverse`` follow.
     ``trace``: ``exact`` (one vector-Jacobian product per dimension), ``hutchinson``
-    (one, with a Rademacher or Gaussian probe fixed within a solve) or ``auto``.
+    (one, with a Rademacher or Gaussian ``probe`` fixed within a solve) or ``auto``.
     """
 
     def __init__(self, field: nn.Module, end_time: EndTime | None = None, solver: Solver | None = None,
-                 regularizers: Sequence = (), trace: str = "auto", probe: str = "rademacher",
+                 regularizers: Sequence = (), trace: str = "auto", probe: str | None = None,
                  event_shape: Sequence[int] | None = None, name: str = "CNF block"):
         super().__init__()
         self.name = name
         event_shape = tuple(event_shape) if event_shape is not None else (field.dim,)
-        self.end_time = end_time if end_time is not None else EndTime()
+        self.end_time = end_time if end_time is not None else EndTime(mode="fixed")
         self.solver = solver if solver is not None else Dopri5()
         self.trace = make_trace(trace, math.prod(event_shape), probe) if isinstance(trace, str) else trace
-        self.regularizers = tuple(regularizers)
-        self.dynamics = CNFDynamics(field, self.trace, event_shape, self.regularizers)
+        self.dynamics = CNFDynamics(field, self.trace, event_shape, regularizers)
         self.ode = self.solver.build(self.dynamics)
-        self.event_shape = event_shape
-        self.end_state: Tensor | None = None  # s(T) of the last training solve, for eq. 12-13
-        self.end_adjoint: Tensor | None = None  # dL/ds(T) from the backward pass that followed it
-        self.end_T: Tensor | None = None  # the T that solve ended at
+        self.event_shape = self.latent_shape = event_shape
 
     @property
     def field(self) -> nn.Module:
         return self.dynamics.field
+
+    def blocks(self) -> list["CNF"]:
+        return [self]
 
     # ---------------------------------------------------------------- density
     def transform(self, x: Tensor) -> FlowOutput:
@@ -139,22 +187,18 @@ class CNF(Flow):
         t_span = self.end_time.t_span().to(x.dtype)
         self.dynamics.begin("forward")
         try:
-            end = self.ode.end_state(state, t_span)
+            end = self.ode.end_state(state, t_span, self.end_time.new_record())
         except SolverError as err:
             raise type(err)(f"{self.name} (T={float(t_span[-1]):.4g}): {err}") from None
         if end.requires_grad:
-            end.register_hook(self._on_backward)
-        if self.training:
-            self.end_state, self.end_adjoint, self.end_T = end.detach(), None, t_span[-1].detach()
+            end.register_hook(self._count_backward)
         n = self.dynamics.numel
         z = end[:, :n].reshape(batch, *self.event_shape)
         regularization = {r.name: end[:, n + 1 + j] for j, r in enumerate(self.regularizers)}
         return FlowOutput(z, -end[:, n], regularization)
 
-    def _on_backward(self, grad: Tensor) -> None:
+    def _count_backward(self, grad: Tensor) -> None:
         self.dynamics.begin("backward")
-        if self.training:
-            self.end_adjoint = grad.detach()
 
     # ---------------------------------------------------------------- sampling
     def inverse(self, z: Tensor) -> Tensor:
@@ -168,38 +212,16 @@ class CNF(Flow):
 
         return self.ode.integrate(field, z.reshape(shape[0], -1), t_span).reshape(shape)
 
-    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-        """n samples: z ~ N(0, temperature^2 I) mapped back to data space."""
-        ref = self.end_time.T
-        z = torch.randn((n, *self.event_shape), dtype=ref.dtype, device=ref.device, generator=generator)
-        return self.inverse(temperature * z)
-
     # ---------------------------------------------------------------- end time
-    def blocks(self) -> list["CNF"]:
-        return [self]
+    def time_grad(self) -> Tensor:
+        """dL/dT of the last training solve, as the end time takes it (``EndTime.solve_grad``).
 
-    def end_times(self) -> list[EndTime]:
-        return [block.end_time for block in self.blocks()]
+        With ``grad="after_step"``: at z(T) with the current weights (eq. 12-13),
+        a(T) . v(T) from the block's :attr:`EndTime.record`.
 
-    def alternating_time_grad(self) -> Tensor:
-        """dL/dT at z(T) with the current weights (eq. 12-13): a(T) . F(s(T), T).
-
-        ``a(T) = dL/ds(T)`` is captured from the backward pass of the last training solve;
-        for the log-likelihood it is [-grad log N(z(T)), 1] / B, and the sum reproduces
-        -E[grad log N(z(T)) . f(z(T), T)] - E[Tr J(T)]. One field evaluation, counted
-        as forward NFE.
+        For the log-likelihood a(T) = [-grad log N(z(T)), 1] / B, and with v(T) = F(s(T), T)
+        the sum reproduces -E[grad log N(z(T)) . f(z(T), T)] - E[Tr J(T)]. One field
+        evaluation for an adaptive solver (a fixed grid's takes one solve), counted as forward NFE.
         """
-        if self.end_state is None or self.end_adjoint is None:
-            raise RuntimeError("alternating T gradient: run a training forward and backward pass first")
         self.dynamics.begin("forward")
-        with torch.no_grad():
-            F = self.dynamics(self.end_T, self.end_state)
-        return (self.end_adjoint * F).sum()
-
-    # ---------------------------------------------------------------- bookkeeping
-    @property
-    def nfe(self) -> dict:
-        return dict(self.dynamics.nfe)
-
-    def reset_nfe(self) -> None:
-        self.dynamics.nfe.update(forward=0, backward=0)
+        return self.end_time.solve_grad()

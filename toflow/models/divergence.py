@@ -1,10 +1,13 @@
 """Estimators of the divergence Tr(df/dz) that drives the log-density (paper eq. 2).
 
-Both take the field's output ``dz`` (computed from ``z`` with the graph kept) and return
-one trace per sample and, when ``frobenius`` is asked for, the squared Frobenius norm
-||df/dz||_F^2 from the same vector-Jacobian products (else None). ``create_graph`` must
-be true whenever the results will be differentiated (autograd through the solver, or
+An estimator takes the field's output ``dz`` (computed from ``z`` with the graph kept) and
+returns one trace per sample and a dict of the Jacobian quantities asked for in ``wants``
+(those in its ``provides``), computed from the same vector-Jacobian products: the
+spatial regularisers read them (:mod:`toflow.regularizers.spatial`). ``create_graph``
+must be true whenever the results will be differentiated (autograd through the solver, or
 the adjoint's vector-Jacobian products).
+
+``TRACES`` and ``PROBES`` are the names a config may give (``model.trace``, ``model.probe``).
 """
 
 from __future__ import annotations
@@ -17,24 +20,32 @@ class ExactTrace:
     """Tr(J) = sum_i (e_i^T J)_i: one vector-Jacobian product per dimension (FFJORD's brute force).
 
     Exact; costs D backward passes, so it is the default only at low dimension. The rows
-    it computes give ||J||_F^2 = sum_i ||e_i^T J||^2 exactly.
+    it computes give ||J||_F^2 = sum_i ||e_i^T J||^2 exactly, and J itself.
     """
 
     name = "exact"
     needs_probe = False
+    provides = ("frobenius_sq", "jacobian")
 
     def __call__(self, dz: Tensor, z: Tensor, probe: Tensor | None, create_graph: bool,
-                 frobenius: bool = False) -> tuple[Tensor, Tensor | None]:
+                 wants=()) -> tuple[Tensor, dict]:
         dz_flat = dz.flatten(1)
         trace = torch.zeros(dz.shape[0], dtype=dz.dtype, device=dz.device)
-        frobenius_sq = torch.zeros_like(trace) if frobenius else None
+        frobenius_sq = torch.zeros_like(trace) if "frobenius_sq" in wants else None
+        rows = []
         for i in range(dz_flat.shape[1]):
             row = torch.autograd.grad(dz_flat[:, i].sum(), z, create_graph=create_graph, retain_graph=True)[0]
             row = row.flatten(1)
             trace = trace + row[:, i]
-            if frobenius:
+            if frobenius_sq is not None:
                 frobenius_sq = frobenius_sq + row.pow(2).sum(1)
-        return trace, frobenius_sq
+            if "jacobian" in wants:
+                rows.append(row)
+        quantities = {"frobenius_sq": frobenius_sq, "jacobian": torch.stack(rows, 1) if rows else None}
+        return trace, {key: value for key, value in quantities.items() if key in wants}
+
+
+PROBES = ("rademacher", "gaussian")
 
 
 class HutchinsonTrace:
@@ -48,10 +59,11 @@ class HutchinsonTrace:
 
     name = "hutchinson"
     needs_probe = True
+    provides = ("frobenius_sq", "vjp")
 
     def __init__(self, distribution: str = "rademacher"):
-        if distribution not in ("rademacher", "gaussian"):
-            raise ValueError(f"probe: '{distribution}' is not one of rademacher, gaussian")
+        if distribution not in PROBES:
+            raise ValueError(f"model.probe: '{distribution}' is not one of {', '.join(PROBES)}")
         self.distribution = distribution
 
     def sample_probe(self, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -61,20 +73,30 @@ class HutchinsonTrace:
         return bits.to(like.dtype) * 2 - 1
 
     def __call__(self, dz: Tensor, z: Tensor, probe: Tensor | None, create_graph: bool,
-                 frobenius: bool = False) -> tuple[Tensor, Tensor | None]:
+                 wants=()) -> tuple[Tensor, dict]:
         if probe is None:
             raise RuntimeError("Hutchinson trace: no probe was drawn for this solve")
         e_J = torch.autograd.grad(dz, z, probe, create_graph=create_graph, retain_graph=True)[0]
         trace = (e_J * probe).flatten(1).sum(1)
-        return trace, (e_J.flatten(1).pow(2).sum(1) if frobenius else None)
+        quantities = {"vjp": e_J} if "vjp" in wants else {}
+        if "frobenius_sq" in wants:
+            quantities["frobenius_sq"] = e_J.flatten(1).pow(2).sum(1)
+        return trace, quantities
 
 
-def make_trace(kind: str, dim: int, probe: str = "rademacher"):
-    """``exact``, ``hutchinson`` or ``auto`` (exact for dim <= 8, as the divergence is cheap there)."""
+TRACES = {"exact": ExactTrace, "hutchinson": HutchinsonTrace}
+AUTO_EXACT_UP_TO = 8  # ``auto``: the exact trace up to this dimension, Hutchinson's above
+
+
+def make_trace(kind: str, dim: int, probe: str | None = None):
+    """``exact``, ``hutchinson`` or ``auto`` (exact for dim <= 8, as the divergence is cheap there).
+    ``probe`` (Hutchinson's distribution, default rademacher) is refused for the exact trace."""
     if kind == "auto":
-        kind = "exact" if dim <= 8 else "hutchinson"
+        kind = "exact" if dim <= AUTO_EXACT_UP_TO else "hutchinson"
+    if kind not in TRACES:
+        raise ValueError(f"model.trace: '{kind}' is not one of auto, {', '.join(TRACES)}")
     if kind == "exact":
+        if probe is not None:
+            raise ValueError(f"model.probe: not used by the exact trace (dimension {dim})")
         return ExactTrace()
-    if kind == "hutchinson":
-        return HutchinsonTrace(probe)
-    raise ValueError(f"trace: '{kind}' is not one of auto, exact, hutchinson")
+    return HutchinsonTrace(probe or "rademacher")

@@ -1,48 +1,102 @@
-"""The end time T of a flow block, t_span = [t0, T], and how it is trained.
+"""The end time T of a flow block, t_span = [t0, T], and everything about how it is trained.
 
-Modes:
+Modes (``mode``):
 
 - ``fixed``: T = T0 throughout (FFJORD with a fixed time).
 - ``joint``: T is a parameter trained by the weights' optimizer (FFJORD's ``train_T``).
 - ``steer``: at each training solve T ~ U[t0 + eps, 2 T0 - t0 - eps]; T0 at evaluation (STEER).
-- ``toflow``: T is a parameter with its own optimizer, stepped after the weights
-  (coordinate descent, paper sec. 3.1), with temporal regularisation alpha |T|
-  (eq. 15-16) and, after every step, Clip(T) into [t0 + eps, 2 T0 - t0 - eps] (eq. 17).
-  ``grad="alternating"`` takes dL/dT after the weights step, at z(T) with the updated
-  weights (eq. 12-13), so the solve itself treats T as a constant; ``grad="joint"``
-  takes it from the same backward pass as the weights.
+- ``toflow``: T is a parameter with its own optimizer (Adam, learning rate ``lr``), stepped
+  after the weights (coordinate descent, paper sec. 3.1), with temporal regularisation
+  TR(T) = alpha |T| (eq. 15-16) and, after every step, Clip(T) into
+  [t0 + eps, 2 T0 - t0 - eps] (eq. 17).
+
+Where TO-FLOW's dL/dT comes from (``grad``):
+
+- ``after_step`` (default): after the weights step, at z(T) with the updated weights
+  (eq. 12-13), dL/dT = a(T) . v(T). The training solve treats T as a constant and fills
+  :attr:`EndTime.record` (T, then a(T) on the backward pass); the T step reads it.
+- ``same_pass``: from the backward pass that gives the weights' gradient.
+
+(``alternating`` and ``joint`` are the former spellings of these two.)
 
 t0 is a constant: the paper fixes it (sec. 3), and its gradient is never needed.
 """
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
-from ..regularizers import TemporalRegularization
+from ..solvers import EndTimeRecord
 
 MODES = ("fixed", "joint", "steer", "toflow")
-GRADS = ("alternating", "joint")
+GRADS = ("after_step", "same_pass")
+FORMER_GRADS = {"alternating": "after_step", "joint": "same_pass"}
+
+
+@dataclass(frozen=True)
+class TemporalRegularization:
+    """TR(T) = alpha |T| (eq. 15); its gradient alpha sign(T) is added to dL/dT in the T step."""
+
+    alpha: float = 0.1
+
+    def __post_init__(self):
+        if self.alpha < 0:
+            raise ValueError(f"time.alpha: must be non-negative, got {self.alpha}")
+
+    def __call__(self, T: Tensor) -> Tensor:
+        return self.alpha * T.abs()
+
+    def grad(self, T: Tensor) -> Tensor:
+        return self.alpha * torch.sign(T.detach())
+
+
+def grad_name(grad: str) -> str:
+    """``grad`` in its current spelling; a former one is accepted with a deprecation notice."""
+    if grad in FORMER_GRADS:
+        warnings.warn(f"time.grad: '{grad}' is now spelt '{FORMER_GRADS[grad]}'; the old name goes in the next "
+                      "release", FutureWarning, stacklevel=4)
+        return FORMER_GRADS[grad]
+    if grad not in GRADS:
+        raise ValueError(f"time.grad: '{grad}' is not one of {', '.join(GRADS)}")
+    return grad
 
 
 class EndTime(nn.Module):
-    def __init__(self, t0: float = 0.0, T0: float = 0.5, mode: str = "toflow", alpha: float = 0.1,
-                 eps: float = 0.1, grad: str = "alternating", seed: int = 0):
+    """T of one block. ``mode``, ``lr``, ``alpha``, ``eps`` and ``grad`` as above; ``seed`` seeds
+    the STEER draws. Built by hand it is fixed; a config's ``time`` section builds it with
+    its own fields."""
+
+    def __init__(self, t0: float = 0.0, T0: float = 0.5, mode: str = "fixed", lr: float = 1e-2, alpha: float = 0.1,
+                 eps: float = 0.1, grad: str = "after_step", seed: int = 0):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"time.mode: '{mode}' is not one of {', '.join(MODES)}")
-        if grad not in GRADS:
-            raise ValueError(f"time.grad: '{grad}' is not one of {', '.join(GRADS)}")
         if T0 <= t0:
-            raise ValueError(f"time.T0: must exceed t0 = {t0}, got {T0}")
+            raise ValueError(f"time.T0: must exceed time.t0 = {t0}, got {T0}")
         if eps < 0 or eps >= T0 - t0:
-            raise ValueError(f"time.eps: must lie in [0, T0 - t0 = {T0 - t0:g}), got {eps}")
-        self.mode, self.grad, self.T0, self.eps = mode, grad, float(T0), float(eps)
+            raise ValueError(f"time.eps: must lie in [0, T0 - t0 = {T0 - t0:g}) so the clip interval "
+                             f"[t0+eps, 2*T0-t0-eps] is not empty, got {eps}")
+        if not lr > 0:
+            raise ValueError(f"time.lr: must be positive, got {lr}")
+        self.mode, self.T0, self.eps, self.lr = mode, float(T0), float(eps), float(lr)
+        self.grad = grad
         self.tr = TemporalRegularization(float(alpha))
         self.register_buffer("t0", torch.tensor(float(t0)))
         self.T = nn.Parameter(torch.tensor(float(T0)), requires_grad=mode in ("joint", "toflow"))
         self._steer = torch.Generator().manual_seed(seed)
+        self.record: EndTimeRecord | None = None  # the last training solve's, for the T step after it
+
+    @property
+    def grad(self) -> str:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: str) -> None:
+        self._grad = grad_name(value)
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -60,9 +114,15 @@ class EndTime(nn.Module):
 
     @property
     def grad_from_solve(self) -> bool:
-        """Whether the backward pass of the solve gives dL/dT (joint, or toflow with grad=joint)."""
-        return self.mode == "joint" or (self.mode == "toflow" and self.grad == "joint")
+        """Whether the backward pass of the solve gives dL/dT (joint, or toflow with same_pass)."""
+        return self.mode == "joint" or (self.mode == "toflow" and self.grad == "same_pass")
 
+    @property
+    def stepped_after_solve(self) -> bool:
+        """Whether the T step takes dL/dT after the weights step (toflow with after_step)."""
+        return self.mode == "toflow" and self.grad == "after_step"
+
+    # ---------------------------------------------------------------- the solve's interval
     def end(self, differentiable: bool | None = None) -> Tensor:
         """T for the next solve: a sample in steer training, T0 in steer evaluation."""
         if self.mode == "steer":
@@ -79,6 +139,21 @@ class EndTime(nn.Module):
         """[t0, T]. T carries its gradient where the solve gives dL/dT (:attr:`grad_from_solve`)
         or where ``differentiable`` asks for it."""
         return torch.stack([self.t0.to(self.T.dtype), self.end(differentiable)])
+
+    def new_record(self) -> EndTimeRecord | None:
+        """A fresh record for a training solve, held as :attr:`record`, where the T step needs one."""
+        self.record = EndTimeRecord() if self.training and self.stepped_after_solve else None
+        return self.record
+
+    # ---------------------------------------------------------------- the T step's pieces
+    def solve_grad(self) -> Tensor:
+        """dL/dT of the last training solve, as the mode takes it: a(T) . v(T) with the current
+        weights (after_step) or the gradient the backward pass left on T (same_pass)."""
+        if self.stepped_after_solve:
+            if self.record is None:
+                raise RuntimeError("time.grad=after_step: no training solve of this block has been recorded")
+            return self.record.grad()
+        return self.T.grad if self.T.grad is not None else torch.zeros_like(self.T)
 
     @property
     def alpha(self) -> float:

@@ -20,7 +20,14 @@ def make_activation(name: str) -> nn.Module:
     try:
         return ACTIVATIONS[name]()
     except KeyError:
-        raise ValueError(f"activation: '{name}' is not one of {', '.join(ACTIVATIONS)}") from None
+        raise ValueError(f"model.activation: '{name}' is not one of {', '.join(ACTIVATIONS)}") from None
+
+
+def layer_widths(io: int, hidden: Sequence[int]) -> list:
+    """[io, *hidden, io], refusing an empty or non-positive ``hidden``."""
+    if not hidden or any(h <= 0 for h in hidden):
+        raise ValueError(f"model.hidden: must be a non-empty list of positive widths, got {list(hidden)}")
+    return [io, *hidden, io]
 
 
 class ConcatSquashLinear(nn.Module):
@@ -60,7 +67,7 @@ class ConcatSquashMLP(_TimeLayerStack):
 
     def __init__(self, dim: int, hidden: Sequence[int] = (64, 64, 64), activation: str = "tanh"):
         super().__init__()
-        widths = [dim, *hidden, dim]
+        widths = layer_widths(dim, hidden)
         self.dim = dim
         self.layers = nn.ModuleList(ConcatSquashLinear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.acts = nn.ModuleList(make_activation(activation) for _ in hidden)
@@ -96,6 +103,6 @@ class ConcatConvNet(_TimeLayerStack):
 
     def __init__(self, channels: int, hidden: Sequence[int] = (64, 64, 64), activation: str = "softplus"):
         super().__init__()
-        widths = [channels, *hidden, channels]
+        widths = layer_widths(channels, hidden)
         self.layers = nn.ModuleList(ConcatConv2d(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.acts = nn.ModuleList(make_activation(activation) for _ in hidden)

@@ -76,6 +76,8 @@ class MultiscaleFlow(Flow):
     def __init__(self, shape: Sequence[int], make_block: Callable[[tuple], CNF], num_blocks: int = 1,
                  logit_alpha: float = 1e-6, n_scales: int | None = None):
         super().__init__()
+        if num_blocks < 1:
+            raise ValueError(f"model.num_blocks: must be positive, got {num_blocks}")
         c, h, w = shape
         self.shape = tuple(shape)
         self.logit = LogitTransform(logit_alpha)
@@ -92,6 +94,7 @@ class MultiscaleFlow(Flow):
         factored.append((c, h, w))
         self.scales = nn.ModuleList(scales)
         self.latent_shapes = factored  # shapes of the parts of z, in order
+        self.latent_shape = (sum(c * h * w for c, h, w in factored),)
 
     # ------------------------------------------------------------------ density
     def transform(self, x: Tensor) -> FlowOutput:
@@ -109,7 +112,6 @@ class MultiscaleFlow(Flow):
         parts.append(h.flatten(1))
         return FlowOutput(torch.cat(parts, 1), log_det, regularization)
 
-    # ------------------------------------------------------------------ sampling
     def inverse(self, z: Tensor) -> Tensor:
         sizes = [c * h * w for c, h, w in self.latent_shapes]
         parts = [p.reshape(-1, *shape) for p, shape in zip(z.split(sizes, 1), self.latent_shapes)]
@@ -120,31 +122,6 @@ class MultiscaleFlow(Flow):
             h = self.scales[index].inverse(h)
         return self.logit.inverse(h)
 
-    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-        ref = self.blocks()[0].end_time.T
-        dim = sum(c * h * w for c, h, w in self.latent_shapes)
-        z = torch.randn((n, dim), dtype=ref.dtype, device=ref.device, generator=generator)
-        return self.inverse(temperature * z)
-
-    # ------------------------------------------------------------------ bookkeeping
+    # ------------------------------------------------------------------ the flow contract
     def blocks(self) -> list[CNF]:
         return [block for scale in self.scales for block in scale.blocks()]
-
-    def end_times(self) -> list:
-        return [block.end_time for block in self.blocks()]
-
-    @property
-    def regularizers(self) -> tuple:
-        return self.blocks()[0].regularizers
-
-    @property
-    def nfe(self) -> dict:
-        totals = {"forward": 0, "backward": 0}
-        for block in self.blocks():
-            for key, value in block.nfe.items():
-                totals[key] += value
-        return totals
-
-    def reset_nfe(self) -> None:
-        for block in self.blocks():
-            block.reset_nfe()

@@ -1,20 +1,21 @@
-"""Regularisers: spatial (kinetic energy, Jacobian Frobenius) and temporal (alpha |T|)."""
+"""Spatial regularisers (kinetic energy, Jacobian Frobenius, and any registered one).
 
-from .spatial import JacobianFrobenius, KineticEnergy
-from .temporal import TemporalRegularization
+Temporal regularisation alpha |T| belongs to the end time: ``toflow.models.TemporalRegularization``
+(also importable from here).
+"""
 
-SPATIAL = {cls.name: cls for cls in (KineticEnergy, JacobianFrobenius)}
+from .spatial import REGULARIZERS, JacobianFrobenius, KineticEnergy, Regularizer, build_regularizers, register_regularizer
 
-
-def build_regularizers(**coefficients: float) -> list:
-    """The spatial regularisers with a positive coefficient, e.g. ``kinetic=0.01``."""
-    out = []
-    for name, coef in coefficients.items():
-        if name not in SPATIAL:
-            raise ValueError(f"regularizers.{name}: unknown; one of {', '.join(SPATIAL)}")
-        if coef:
-            out.append(SPATIAL[name](coef))
-    return out
+SPATIAL = REGULARIZERS  # the former name of the registry
 
 
-__all__ = ["JacobianFrobenius", "KineticEnergy", "SPATIAL", "TemporalRegularization", "build_regularizers"]
+def __getattr__(name: str):
+    if name == "TemporalRegularization":  # lives beside EndTime, which owns everything about T
+        from ..models.end_time import TemporalRegularization
+
+        return TemporalRegularization
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["JacobianFrobenius", "KineticEnergy", "REGULARIZERS", "Regularizer", "SPATIAL", "TemporalRegularization",
+           "build_regularizers", "register_regularizer"]

@@ -4,30 +4,69 @@ Each is an integral over the trajectory, int_{t0}^{T} g(z(t), t) dt, carried by 
 solver as one more column of the augmented state (outside the error norm), averaged over
 the batch and added to the loss with its coefficient. Normalisation (RNODE's): per
 dimension of z, so a coefficient means the same at any data dimension D.
+
+The protocol: a regulariser is a :class:`Regularizer` with a ``name`` (its config key,
+``regularizers.<name>: coefficient``) and ``integrand(ev) -> g`` (one value per sample),
+where ``ev`` is the :class:`FieldEvaluation` of the dynamics at (t, z): t, z (with its
+graph, so further derivatives can be taken), f(z, t), and the Jacobian quantities the
+trace estimator computes alongside the divergence, each computed only when some
+regulariser lists it in ``needs``:
+
+- ``frobenius_sq``: ||df/dz||_F^2 (exact with the exact trace; unbiased with Hutchinson's),
+- ``jacobian``: the rows of df/dz, (B, D, D) (exact trace only),
+- ``vjp``: e^T df/dz for the Hutchinson probe e, which is ``ev.probe`` (Hutchinson only).
+
+A new regulariser is one class and one :func:`register_regularizer` line.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+from dataclasses import dataclass, field
+from typing import ClassVar, Optional
 
 from torch import Tensor
 
 
+@dataclass
+class FieldEvaluation:
+    """What one evaluation of the flow's dynamics offers a regulariser."""
+
+    t: Tensor  # time, 0-dim
+    z: Tensor  # the state, (B, *event_shape)
+    f: Tensor  # f(z, t), the same shape
+    jacobian: dict = field(default_factory=dict)  # the quantities asked for (see the module's list)
+    probe: Optional[Tensor] = None  # the Hutchinson probe of this solve, if any
+
+
 @dataclass(frozen=True)
-class _Spatial:
+class Regularizer:
     """A coefficient ``coef`` (>= 0) times the batch mean of int g dt."""
 
     coef: float = 0.01
-    name = "spatial"
-    needs_frobenius = False
+    name = "regularizer"
+    needs: ClassVar[tuple] = ()  # Jacobian quantities the integrand reads from ``ev.jacobian``
 
     def __post_init__(self):
         if self.coef < 0:
             raise ValueError(f"regularizers.{self.name}: must be non-negative, got {self.coef}")
 
+    def integrand(self, ev: FieldEvaluation) -> Tensor:
+        raise NotImplementedError
 
+
+REGULARIZERS: dict[str, type] = {}
+
+
+def register_regularizer(cls: type) -> type:
+    """Make ``cls`` available as the config key ``regularizers.<cls.name>`` (usable as a decorator)."""
+    REGULARIZERS[cls.name] = cls
+    return cls
+
+
+@register_regularizer
 @dataclass(frozen=True)
-class KineticEnergy(_Spatial):
+class KineticEnergy(Regularizer):
     """Kinetic energy / optimal-transport cost (eq. 5): g = 0.5 * ||f(z, t)||^2 / D.
 
     Zero gradient-cost: it uses only the field's output.
@@ -35,13 +74,13 @@ class KineticEnergy(_Spatial):
 
     name = "kinetic"
 
-    def integrand(self, dz: Tensor, frobenius_sq: Tensor | None) -> Tensor:
-        flat = dz.flatten(1)
-        return 0.5 * flat.pow(2).mean(1)
+    def integrand(self, ev: FieldEvaluation) -> Tensor:
+        return 0.5 * ev.f.flatten(1).pow(2).mean(1)
 
 
+@register_regularizer
 @dataclass(frozen=True)
-class JacobianFrobenius(_Spatial):
+class JacobianFrobenius(Regularizer):
     """Jacobian Frobenius norm: g = ||df/dz||_F^2 / D.
 
     With the Hutchinson trace, ||e^T J||^2 from the same probe and vector-Jacobian
@@ -50,9 +89,22 @@ class JacobianFrobenius(_Spatial):
     """
 
     name = "jacobian_frobenius"
-    needs_frobenius = True
+    needs = ("frobenius_sq",)
 
-    def integrand(self, dz: Tensor, frobenius_sq: Tensor | None) -> Tensor:
-        if frobenius_sq is None:
-            raise RuntimeError("JacobianFrobenius: the trace estimator gave no Frobenius norm")
-        return frobenius_sq / dz[0].numel()
+    def integrand(self, ev: FieldEvaluation) -> Tensor:
+        return ev.jacobian["frobenius_sq"] / ev.f[0].numel()
+
+
+def build_regularizers(**coefficients: float) -> list:
+    """The registered regularisers with a positive coefficient, e.g. ``kinetic=0.01``."""
+    out = []
+    for name, coef in coefficients.items():
+        if name not in REGULARIZERS:
+            close = difflib.get_close_matches(name, REGULARIZERS, n=1)
+            hint = f" (did you mean 'regularizers.{close[0]}'?)" if close else ""
+            raise ValueError(f"regularizers.{name}: unknown{hint}; one of {', '.join(REGULARIZERS)}")
+        if coef:
+            out.append(REGULARIZERS[name](coef))
+        else:
+            REGULARIZERS[name](coef)  # still checks the value
+    return out

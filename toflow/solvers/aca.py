@@ -18,7 +18,6 @@ from torch import Tensor
 from .base import Solver
 from .control import Tolerance
 from .integrators import AdaptiveDopri5
-from .sensitivity import field_at_end
 from .steps import at, dopri5_step
 
 
@@ -30,15 +29,16 @@ class _ACA(torch.autograd.Function):
             y1, f1 = AdaptiveDopri5().integrate(f, y0, float(t0.detach()), float(t1.detach()), tol, max_steps,
                                                 record=lambda t, h, y: checkpoints.append((t, h, y)))
         ctx.f, ctx.steps = f, [(t, h) for t, h, _ in checkpoints]
-        f1 = field_at_end(f, float(t1.detach()), y1, f1) if ctx.needs_input_grad[2] else y1.new_zeros(0)
-        ctx.save_for_backward(f1, *params, *(y for _, _, y in checkpoints))
+        ctx.save_for_backward(*params, *(y for _, _, y in checkpoints))
         ctx.n_params = len(params)
-        return y1
+        f1 = y1.new_zeros(0) if f1 is None else f1
+        ctx.mark_non_differentiable(f1)
+        return y1, f1
 
     @staticmethod
-    def backward(ctx, grad_y1):
-        f1, *rest = ctx.saved_tensors
-        params, states = rest[: ctx.n_params], rest[ctx.n_params:]
+    def backward(ctx, grad_y1, _grad_f1):
+        saved = ctx.saved_tensors
+        params, states = saved[: ctx.n_params], saved[ctx.n_params:]
         f = ctx.f
         a = grad_y1
         grad_params = [torch.zeros_like(p) for p in params]
@@ -51,12 +51,13 @@ class _ACA(torch.autograd.Function):
             for acc, g in zip(grad_params, grads[1:]):
                 if g is not None:
                     acc.add_(g)
-        grad_t1 = (grad_y1 * f1).sum().reshape(()) if ctx.needs_input_grad[2] else None
-        return (a, None, grad_t1, None, None, None, *grad_params)
+        return (a, None, None, None, None, None, *grad_params)
 
 
-def solve_aca(f, y0: Tensor, t0: Tensor, t1: Tensor, params, tol: Tolerance, max_steps: int) -> Tensor:
-    return _ACA.apply(y0, t0, t1, f, tol, max_steps, *params)
+def solve_aca(f, y0: Tensor, t0: Tensor, t1: Tensor, params, tol: Tolerance, max_steps: int):
+    """``(y1, f1)``: y(t1) with ACA gradients for y0 and ``params`` (t1 a constant), and dopri5's last stage."""
+    y1, f1 = _ACA.apply(y0, t0.detach(), t1.detach(), f, tol, max_steps, *params)
+    return y1, (f1 if f1.numel() else None)
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,10 @@ class ACA(Solver):
     """Adaptive checkpoint adjoint over dopri5 (its own gradient method: ``sensitivity`` unused)."""
 
     name = "aca"
-    sensitivities = ()
 
     @property
     def integrator(self):
         return AdaptiveDopri5()
 
-    def solve(self, f, y0, t0, t1, params, tol):
+    def gradient_method(self, f, y0, t0, t1, params, tol):
         return solve_aca(f, y0, t0, t1, params, tol, self.max_steps)

@@ -1,21 +1,34 @@
-"""What every solver provides: settings, a gradient method, and a ``NeuralODE`` to run in.
+"""What every solver provides: settings, a gradient method, the end-time derivative, and a
+``NeuralODE`` to run in.
 
-A solver is a frozen set of settings plus two operations on a field ``f(t, y)``:
-``solve`` (differentiable in y0, the parameters and the end time t1) and ``integrate``
-(no gradients: sampling, evaluation). The CNF block never asks which solver it has.
+A solver is a frozen set of settings (its keyword arguments, each checked where it is
+given) plus two operations on a field ``f(t, y)``: ``solve`` (differentiable in y0, the
+parameters and the end time t1) and ``integrate`` (no gradients: sampling, evaluation).
+The CNF block never asks which solver it has.
+
+The settings every solver takes are the tolerances and ``max_steps`` (a fixed grid, like
+torchdiffeq's, takes the tolerances and does not use them); ``sensitivity`` and
+``step_size`` belong to the solvers that have them, and :func:`toflow.solvers.build_solver`
+refuses a setting the chosen solver does not take.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from .control import NonFiniteError, SolverError, Tolerance
+from .end_time_grad import Derivative, EndTimeRecord, along, attach_end_time, field_at_end
 from .sensitivity import solve_adjoint, solve_autograd
 
-__all__ = ["NonFiniteError", "Solver", "SolverError"]
+__all__ = ["NonFiniteError", "Solver", "SolverError", "WithSensitivity"]
+
+
+def _continuous_derivative(f, t1: float, y1: Tensor, f1: Tensor | None, adjoint: Tensor) -> Tensor:
+    return (adjoint * field_at_end(f, t1, y1, f1)).sum()
 
 
 @dataclass(frozen=True)
@@ -24,31 +37,23 @@ class Solver:
 
     ``atol``/``rtol``: tolerances of adaptive solvers in training; ``test_atol``/``test_rtol``
     in evaluation (None: the training ones). ``max_steps``: steps one solve may take.
-    ``step_size``: the largest step of fixed-step solvers. ``sensitivity``: ``adjoint`` or
-    ``autograd`` for the solvers that offer both (``sensitivities``).
     """
 
     atol: float = 1e-5
     rtol: float = 1e-5
-    sensitivity: str = "adjoint"
     test_atol: float | None = None
     test_rtol: float | None = None
     max_steps: int = 10000
-    step_size: float | None = None
 
     name = "solver"
-    sensitivities: tuple = ("adjoint", "autograd")
 
     def __post_init__(self):
-        for key in ("atol", "rtol", "test_atol", "test_rtol", "step_size"):
+        for key in ("atol", "rtol", "test_atol", "test_rtol"):
             value = getattr(self, key)
             if value is not None and not value > 0:
                 raise ValueError(f"solver.{key}: must be positive, got {value}")
         if self.max_steps <= 0:
             raise ValueError(f"solver.max_steps: must be positive, got {self.max_steps}")
-        if self.sensitivities and self.sensitivity not in self.sensitivities:
-            raise ValueError(f"solver.sensitivity: '{self.sensitivity}' is not one of {', '.join(self.sensitivities)} "
-                             f"for {self.name}")
 
     @property
     def integrator(self):
@@ -59,10 +64,29 @@ class Solver:
             return Tolerance(self.atol, self.rtol, controlled)
         return Tolerance(self.test_atol or self.atol, self.test_rtol or self.rtol, controlled)
 
-    def solve(self, f, y0: Tensor, t0: Tensor, t1: Tensor, params: tuple, tol: Tolerance) -> Tensor:
-        """y(t1) from y(t0) = y0, with gradients for y0, ``params`` and t1."""
-        method = solve_adjoint if self.sensitivity == "adjoint" else solve_autograd
-        return method(self.integrator, f, y0, t0, t1, params, tol, self.max_steps)
+    def gradient_method(self, f, y0: Tensor, t0: Tensor, t1: Tensor, params: tuple, tol: Tolerance):
+        """``(y1, f1)``: y(t1) with gradients for y0 and ``params``, t1 held constant; f1 = F(y1, t1)
+        where it came for free, else None."""
+        raise NotImplementedError
+
+    def end_time_derivative(self, f, y0: Tensor, t0: float, t1: float, y1: Tensor, f1: Tensor | None = None,
+                            now: bool = False) -> Derivative:
+        """a(T) -> a(T) . v(T), v(T) = dy(T)/dT: here F(y(T), T), taken from ``f1`` when given,
+        evaluated ``now`` (in the forward pass) if asked, else when the derivative is called,
+        with the weights of that moment."""
+        if f1 is None and now:
+            f1 = field_at_end(f, t1, y1)
+        return along(f1.detach()) if f1 is not None else partial(_continuous_derivative, f, t1, y1.detach(), None)
+
+    def solve(self, f, y0: Tensor, t0: Tensor, t1: Tensor, params: tuple, tol: Tolerance,
+              record: EndTimeRecord | None = None) -> Tensor:
+        """y(t1) from y(t0) = y0, with gradients for y0, ``params`` and t1; ``record`` (for the
+        alternating T step) receives T, a(T) and the end-time derivative."""
+        y1, f1 = self.gradient_method(f, y0, t0, t1, params, tol)
+        end = (f, y0.detach(), float(t0.detach()), float(t1.detach()), y1)
+        fresh = self.end_time_derivative(*end)
+        derivative = self.end_time_derivative(*end, f1=f1, now=True) if t1.requires_grad else fresh
+        return attach_end_time(y1, t1, derivative, record, fresh)
 
     def integrate(self, f, y0: Tensor, t0: float, t1: float, tol: Tolerance) -> Tensor:
         """y(t1) without gradients (t1 < t0 integrates backward in time)."""
@@ -73,3 +97,23 @@ class Solver:
         from .neural_ode import FlowODE
 
         return FlowODE(dynamics, self)
+
+
+@dataclass(frozen=True)
+class WithSensitivity(Solver):
+    """A solver whose gradient method is chosen: ``adjoint`` (the adjoint system solved
+    backward; memory constant in the steps) or ``autograd`` (through the accepted steps)."""
+
+    sensitivity: str = "adjoint"
+
+    sensitivities = ("adjoint", "autograd")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.sensitivity not in self.sensitivities:
+            raise ValueError(f"solver.sensitivity: '{self.sensitivity}' is not one of {', '.join(self.sensitivities)} "
+                             f"for {self.name}")
+
+    def gradient_method(self, f, y0, t0, t1, params, tol):
+        method = solve_adjoint if self.sensitivity == "adjoint" else solve_autograd
+        return method(self.integrator, f, y0, t0, t1, params, tol, self.max_steps)

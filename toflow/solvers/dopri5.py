@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Solver
+from .base import WithSensitivity
 from .integrators import AdaptiveDopri5
 
 
 @dataclass(frozen=True)
-class Dopri5(Solver):
+class Dopri5(WithSensitivity):
     """Adaptive dopri5; gradients by the adjoint (default: memory constant in the steps)
     or by autograd through the accepted steps. Six new evaluations per step (FSAL)."""
 

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 from torch import Tensor
 
 from .control import StepBudget, Tolerance, initial_step, next_step
-from .steps import alf_step, at, dopri5_step, euler_step, rk4_step
+from .steps import StepFunction, alf_step, at, dopri5_step
 
 Record = Optional[Callable[[float, float, Tensor], None]]
 
@@ -80,26 +80,39 @@ class AdaptiveDopri5:
 
 @dataclass(frozen=True)
 class FixedGrid:
-    """A fixed-step method on n = ceil(|t1 - t0| / step_size) equal steps."""
+    """A fixed-step method, given by its step function, on n = ceil(|t1 - t0| / step_size)
+    equal steps of h = (t1 - t0) / n.
 
-    method: str  # "rk4" or "euler"
+    ``t1`` may be a 0-dim tensor: the grid then carries its gradient (t_i = t0 + i h with
+    h = (t1 - t0) / n), so the solution is differentiated in T as the discrete map it is.
+    """
+
+    method: "str | StepFunction"  # a step function, or the name of a registered fixed-step solver
     step_size: float
     adaptive = False
+
+    @property
+    def step(self) -> StepFunction:
+        if isinstance(self.method, str):
+            from . import SOLVERS
+
+            return SOLVERS[self.method].step
+        return self.method
 
     def steps(self, t0: float, t1: float) -> tuple[int, float]:
         n = max(1, math.ceil(abs(t1 - t0) / self.step_size - 1e-9))
         return n, (t1 - t0) / n
 
-    def integrate(self, f, y0: Tensor, t0: float, t1: float, tol: Tolerance, max_steps: int, record: Record = None):
-        if t1 == t0:
+    def integrate(self, f, y0: Tensor, t0: float, t1, tol: Tolerance, max_steps: int, record: Record = None):
+        if float(t1) == t0:
             return y0, None
-        n, h = self.steps(t0, t1)
-        budget = StepBudget(max_steps, t0, t1, y0.dtype)
-        step = rk4_step if self.method == "rk4" else euler_step
-        y = y0
+        n, _ = self.steps(t0, float(t1))
+        h = (t1 - t0) / n
+        budget = StepBudget(max_steps, t0, float(t1), y0.dtype)
+        step, y = self.step, y0
         for i in range(n):
             t = t0 + i * h
-            budget.spend(t, h)
+            budget.spend(float(t), float(h))
             if record is not None:
                 record(t, h, y)
             y = step(f, t, h, y)

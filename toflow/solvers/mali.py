@@ -17,7 +17,6 @@ from torch import Tensor
 from .base import Solver
 from .control import Tolerance
 from .integrators import AdaptiveLeapfrog
-from .sensitivity import field_at_end
 from .steps import alf_inverse, alf_step, at
 
 
@@ -37,13 +36,12 @@ class _MALI(torch.autograd.Function):
             y1, v1 = AdaptiveLeapfrog().integrate_pair(f, y0, v0, t0_, t1_, tol, max_steps,
                                                        record=lambda t, h, y: steps.append((t, h)))
         ctx.f, ctx.steps, ctx.t0 = f, steps, t0_
-        f1 = field_at_end(f, t1_, y1, None) if ctx.needs_input_grad[2] else y1.new_zeros(0)
-        ctx.save_for_backward(y1, v1, f1, *params)
+        ctx.save_for_backward(y1, v1, *params)
         return y1
 
     @staticmethod
     def backward(ctx, grad_y1):
-        y, v, f1, *params = ctx.saved_tensors
+        y, v, *params = ctx.saved_tensors
         f = ctx.f
         a_y, a_v = grad_y1, torch.zeros_like(grad_y1)
         grad_params = [torch.zeros_like(p) for p in params]
@@ -61,12 +59,13 @@ class _MALI(torch.autograd.Function):
             grads = torch.autograd.grad(f(at(ctx.t0, y_), y_), (y_, *params), a_v, allow_unused=True)
         a_y = a_y + grads[0]
         _accumulate(grad_params, grads[1:])
-        grad_t1 = (grad_y1 * f1).sum().reshape(()) if ctx.needs_input_grad[2] else None
-        return (a_y, None, grad_t1, None, None, None, *grad_params)
+        return (a_y, None, None, None, None, None, *grad_params)
 
 
-def solve_mali(f, y0: Tensor, t0: Tensor, t1: Tensor, params, tol: Tolerance, max_steps: int) -> Tensor:
-    return _MALI.apply(y0, t0, t1, f, tol, max_steps, *params)
+def solve_mali(f, y0: Tensor, t0: Tensor, t1: Tensor, params, tol: Tolerance, max_steps: int):
+    """``(y1, None)``: y(t1) with MALI gradients for y0 and ``params`` (t1 a constant); the
+    leapfrog's velocity at the end is not F(y(t1), t1), so no free last stage."""
+    return _MALI.apply(y0, t0.detach(), t1.detach(), f, tol, max_steps, *params), None
 
 
 @dataclass(frozen=True)
@@ -74,11 +73,10 @@ class MALI(Solver):
     """Adaptive asynchronous leapfrog with reverse-accurate gradients (``sensitivity`` unused)."""
 
     name = "mali"
-    sensitivities = ()
 
     @property
     def integrator(self):
         return AdaptiveLeapfrog()
 
-    def solve(self, f, y0, t0, t1, params, tol):
+    def gradient_method(self, f, y0, t0, t1, params, tol):
         return solve_mali(f, y0, t0, t1, params, tol, self.max_steps)

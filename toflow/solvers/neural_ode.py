@@ -23,7 +23,7 @@ class FlowODE(NeuralODE):
     """
 
     def __init__(self, dynamics: nn.Module, solver):
-        super().__init__(dynamics, solver=solver, sensitivity=solver.sensitivity or "autograd",
+        super().__init__(dynamics, solver=solver, sensitivity=getattr(solver, "sensitivity", "autograd"),
                          atol=solver.atol, rtol=solver.rtol, return_t_eval=False)
         del self.vf_params  # a non-leaf tensor: it breaks copy.deepcopy
         self.controlled = getattr(dynamics, "numel", None)
@@ -33,12 +33,13 @@ class FlowODE(NeuralODE):
 
     def odeint(self, x: Tensor, t_span: Tensor, save_at=(), args={}):  # noqa: B006 (torchdyn's signature)
         params = tuple(p for p in self.vf.parameters() if p.requires_grad)
-        end = self.solver.solve(self.vf, x, t_span[0], t_span[-1], params, self._tolerance())
+        end = self.solver.solve(self.vf, x, t_span[0], t_span[-1], params, self._tolerance(), args.get("record"))
         return t_span, end[None]
 
-    def end_state(self, x: Tensor, t_span: Tensor) -> Tensor:
-        """The state at ``t_span[-1]`` of the solution from ``x`` at ``t_span[0]``."""
-        return self(x, t_span)[-1]
+    def end_state(self, x: Tensor, t_span: Tensor, record=None) -> Tensor:
+        """The state at ``t_span[-1]`` of the solution from ``x`` at ``t_span[0]``; ``record``
+        (an :class:`~toflow.solvers.EndTimeRecord`) is filled for the alternating T step."""
+        return self(x, t_span, args={"record": record})[-1]
 
     def integrate(self, f, x: Tensor, t_span: Tensor) -> Tensor:
         """Integrate another field ``f(t, x)`` with this solver, without gradients."""

@@ -1,23 +1,27 @@
-"""Single steps of the integrators, y(t) -> y(t + h), on torchdyn's Butcher tableaus.
+"""Single steps of the integrators, y(t) -> y(t + h), and the Butcher tableaus they run on.
 
-The tableaus come from torchdyn built in float64 and are held as Python floats, so a
-step multiplies in the state's own precision with no float32 constant anywhere. Time
-``t`` and step ``h`` are Python floats; the field is called as ``f(t_tensor, y)``.
+A tableau is written here as exact fractions (as torchdiffeq and zuko write theirs) and
+held as Python floats, each the correctly rounded value of its fraction, so a step
+multiplies in the state's own precision with no float32 constant anywhere.
+
+Time ``t`` and step ``h`` are Python floats on the solver's own loops; the fixed-grid
+end-time derivative passes them as 0-dim tensors that carry T's gradient, and every step
+here accepts either. The field is called as ``f(t_tensor, y)``.
+
+A fixed-step method is one function ``step(f, t, h, y) -> y_new``; register it with
+:func:`toflow.solvers.register_fixed_step` to make it a solver.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from fractions import Fraction as Q
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
-from torchdyn.numerics.solvers._constants import construct_dopri5, construct_rk4
 
 Field = Callable[[Tensor, Tensor], Tensor]
-
-
-def _floats(values) -> list:
-    return [float(v) for v in values]
+StepFunction = Callable[[Field, "float | Tensor", "float | Tensor", Tensor], Tensor]
 
 
 class Tableau(NamedTuple):
@@ -27,26 +31,54 @@ class Tableau(NamedTuple):
     e: list  # weights of the error estimate (b - b_hat), empty if none
 
 
-def _tableau(construct) -> Tableau:
-    c, a, b, e = construct(torch.float64)
-    return Tableau(_floats(c), [_floats(row) for row in a], _floats(b), _floats(e) if e.numel() > 1 else [])
+def tableau(c: Sequence, a: Sequence[Sequence], b: Sequence, b_hat: Sequence = ()) -> Tableau:
+    """A tableau from exact fractions. The error weights are the difference of the rounded
+    weights, ``float(b) - float(b_hat)``, the error estimate of the rounded method."""
+    floats = [float(x) for x in b]
+    errors = [w - float(x) for w, x in zip(floats + [0.0] * (len(b_hat) - len(b)), b_hat)] if b_hat else []
+    return Tableau([float(x) for x in c], [[float(x) for x in row] for row in a], floats, errors)
 
 
-DOPRI5 = _tableau(construct_dopri5)
-RK4 = _tableau(construct_rk4)
+DOPRI5 = tableau(
+    c=[Q(1, 5), Q(3, 10), Q(4, 5), Q(8, 9), 1, 1],
+    a=[[Q(1, 5)],
+       [Q(3, 40), Q(9, 40)],
+       [Q(44, 45), Q(-56, 15), Q(32, 9)],
+       [Q(19372, 6561), Q(-25360, 2187), Q(64448, 6561), Q(-212, 729)],
+       [Q(9017, 3168), Q(-355, 33), Q(46732, 5247), Q(49, 176), Q(-5103, 18656)],
+       [Q(35, 384), 0, Q(500, 1113), Q(125, 192), Q(-2187, 6784), Q(11, 84)]],
+    b=[Q(35, 384), 0, Q(500, 1113), Q(125, 192), Q(-2187, 6784), Q(11, 84), 0],
+    b_hat=[Q(1951, 21600), 0, Q(22642, 50085), Q(451, 720), Q(-12231, 42400), Q(649, 6300), Q(1, 60)],
+)
+
+RK4 = tableau(
+    c=[Q(1, 2), Q(1, 2), 1],
+    a=[[Q(1, 2)], [0, Q(1, 2)], [0, 0, 1]],
+    b=[Q(1, 6), Q(1, 3), Q(1, 3), Q(1, 6)],
+)
 
 
-def at(t: float, like: Tensor) -> Tensor:
-    """Time as a 0-dim tensor of the state's dtype and device."""
+def at(t: float | Tensor, like: Tensor) -> Tensor:
+    """Time as a 0-dim tensor of the state's dtype and device (a tensor keeps its graph)."""
+    if torch.is_tensor(t):
+        return t.to(dtype=like.dtype, device=like.device)
     return torch.full((), t, dtype=like.dtype, device=like.device)
 
 
-def _combine(y: Tensor, h: float, weights: list, ks: list) -> Tensor:
+def _combine(y: Tensor, h, weights: list, ks: list) -> Tensor:
     out = y
     for w, k in zip(weights, ks):
         if w != 0.0:
             out = out + (h * w) * k
     return out
+
+
+def explicit_rk_step(tab: Tableau, f: Field, t, h, y: Tensor, k1: Tensor | None = None) -> Tensor:
+    """One step of the explicit Runge-Kutta method ``tab`` (len(b) evaluations, k1 given or computed)."""
+    ks = [f(at(t, y), y) if k1 is None else k1]
+    for c, row in zip(tab.c, tab.a):
+        ks.append(f(at(t + c * h, y), _combine(y, h, row, ks)))
+    return _combine(y, h, tab.b, ks)
 
 
 def dopri5_step(f: Field, t: float, h: float, y: Tensor, k1: Tensor, with_error: bool = True):
@@ -66,18 +98,14 @@ def dopri5_step(f: Field, t: float, h: float, y: Tensor, k1: Tensor, with_error:
     return y_new, error, k7
 
 
-def rk4_step(f: Field, t: float, h: float, y: Tensor, k1: Tensor | None = None) -> Tensor:
+def rk4_step(f: Field, t, h, y: Tensor) -> Tensor:
     """Classical fourth-order Runge-Kutta (4 evaluations)."""
-    tab = RK4
-    ks = [f(at(t, y), y) if k1 is None else k1]
-    for c, row in zip(tab.c[1:], tab.a):
-        ks.append(f(at(t + c * h, y), _combine(y, h, row, ks)))
-    return _combine(y, h, tab.b, ks)
+    return explicit_rk_step(RK4, f, t, h, y)
 
 
-def euler_step(f: Field, t: float, h: float, y: Tensor, k1: Tensor | None = None) -> Tensor:
+def euler_step(f: Field, t, h, y: Tensor) -> Tensor:
     """Explicit Euler (1 evaluation)."""
-    return y + h * (f(at(t, y), y) if k1 is None else k1)
+    return y + h * f(at(t, y), y)
 
 
 def alf_step(f: Field, t: float, h: float, y: Tensor, v: Tensor, with_error: bool = True):

@@ -1,8 +1,10 @@
 """Training: the Lightning module (coordinate descent), ``train``, the CLI."""
 
-from .module import FlowModule, mean_nll
+from .evaluation import EVAL_SEED, evaluating, mean_nll
+from .module import FlowModule
 from .objective import objective
-from .temporal import temporal_step
+from .temporal import TimeStep, temporal_step
 from .train import SUMMARY_KEYS, train
 
-__all__ = ["FlowModule", "SUMMARY_KEYS", "mean_nll", "objective", "temporal_step", "train"]
+__all__ = ["EVAL_SEED", "FlowModule", "SUMMARY_KEYS", "TimeStep", "evaluating", "mean_nll", "objective",
+           "temporal_step", "train"]

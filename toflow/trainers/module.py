@@ -1,7 +1,8 @@
 """The Lightning module: one training step is one round of coordinate descent.
 
 1. Solve the flow ODE, L = -mean log p(x) (eq. 4 / 10), weights step on grad_theta L.
-2. In ``toflow`` mode, end-time step on dL/dT + alpha sign(T), then clip (sec. 3.1-3.2).
+2. In ``toflow`` mode, end-time step on dL/dT + alpha sign(T), then clip (sec. 3.1-3.2),
+   by :func:`~toflow.trainers.temporal_step`.
 
 Optimisation is manual: the weights' optimizer (Adam, with T in it for ``joint``) and
 the end times' own optimizer (Adam) are both configured here so Lightning saves and
@@ -12,8 +13,8 @@ training step advances Lightning's ``global_step`` by exactly one.
 from __future__ import annotations
 
 import copy
-import math
 import time
+from contextlib import ExitStack
 
 import pytorch_lightning as pl
 import torch
@@ -22,30 +23,14 @@ from torch.utils.data import DataLoader
 from ..config import RunConfig, to_dict
 from ..data import DataError, DataSource, bits_per_dim, make_source
 from ..models import build_flow
-from .objective import objective
 from ..solvers import NonFiniteError
-from .temporal import time_gradients, time_optimized_blocks, time_step
+from .evaluation import EVAL_SEED, evaluating, mean_nll
+from .objective import objective
+from .temporal import TimeStep, temporal_step, time_optimizer
 
 
 class NonFiniteTraining(RuntimeError):
     """Too many training steps in a row were skipped for non-finite values."""
-
-
-EVAL_SEED = 0  # evaluations draw their Hutchinson probes from this seed, leaving training's RNG alone
-
-
-@torch.no_grad()
-def mean_nll(flow, data: torch.Tensor, batch_size: int = 1000) -> float:
-    """-mean log p(x) over ``data`` in nats, with the flow in evaluation mode (deterministic)."""
-    was_training = flow.training
-    flow.eval()
-    total = 0.0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(EVAL_SEED)
-        for chunk in data.split(batch_size):
-            total += float(-flow.log_prob(chunk).sum())
-    flow.train(was_training)
-    return total / data.shape[0]
 
 
 class FlowModule(pl.LightningModule):
@@ -72,12 +57,12 @@ class FlowModule(pl.LightningModule):
         self.test_data = self.source.test
         if not torch.isfinite(self.test_data).all():
             raise DataError(f"data.name={self.source.name}: the test set holds non-finite values")
-        # end times stepped by eq. 12-13 take no part in the forward pass: DDP must not wait for them
+        # end times stepped after the solve take no part in its backward pass: DDP must not wait for them
         ignored = [name for name, p in self.named_parameters()
                    if name.endswith("end_time.T") and p.requires_grad and not self._end_time_of(name).grad_from_solve]
         torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, ignored)
-        self._val_sum = 0.0
-        self._val_count = 0
+        self._validation = ExitStack()
+        self._val_sum, self._val_count = 0.0, 0
 
     def _end_time_of(self, parameter_name: str):
         return self.get_submodule(parameter_name.rsplit(".", 1)[0])
@@ -93,17 +78,23 @@ class FlowModule(pl.LightningModule):
         end_time_params = {id(et.T) for et in self.flow.end_times()}
         return [p for p in self.flow.parameters() if id(p) not in end_time_params and p.requires_grad]
 
+    def joint_end_times(self) -> list:
+        """The end-time parameters the weights' optimizer trains (``time.mode: joint``)."""
+        return [et.T for et in self.flow.end_times() if et.trained_by_weights_optimizer]
+
     def configure_optimizers(self):
         o = self.cfg.optim
         groups = [{"params": self.weight_parameters(), "weight_decay": o.weight_decay}]
-        joint = [et.T for et in self.flow.end_times() if et.trained_by_weights_optimizer]
-        if joint:
-            groups.append({"params": joint, "weight_decay": 0.0})
-        optimizers = [torch.optim.Adam(groups, lr=o.lr)]
-        timed = [block.end_time.T for block in time_optimized_blocks(self.flow)]
-        if timed:
-            optimizers.append(torch.optim.Adam(timed, lr=self.cfg.time.lr))
-        return optimizers
+        if self.joint_end_times():
+            groups.append({"params": self.joint_end_times(), "weight_decay": 0.0})
+        optimizers = [torch.optim.Adam(groups, lr=o.lr), time_optimizer(self.flow)]
+        return [opt for opt in optimizers if opt is not None]
+
+    def _optimizers(self) -> tuple:
+        """The wrapped weights' optimizer, and the end times' optimizer itself (or None)."""
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        return optimizers, (optimizers[1].optimizer if len(optimizers) > 1 else None)
 
     # ---------------------------------------------------------------- data
     def train_dataloader(self):
@@ -124,81 +115,86 @@ class FlowModule(pl.LightningModule):
     def bits_per_dim(self, nll_nats):
         return bits_per_dim(nll_nats, self.source.dim, self.source.levels)
 
-    def test_scores(self) -> dict:
-        """``test_nll`` (nats) over the whole test set, and ``test_bpd`` for images."""
-        reference = self.flow.end_times()[0].T
-        nll = mean_nll(self.flow, self.test_data.to(reference), self.eval_batch_size)
+    def scores(self, nll: float) -> dict:
+        """``test_nll`` (nats), and ``test_bpd`` for images."""
         return {"test_nll": nll, **({"test_bpd": float(self.bits_per_dim(nll))} if self.source.is_image else {})}
+
+    def test_scores(self) -> dict:
+        """:meth:`scores` over the whole test set."""
+        reference = self.flow.end_times()[0].T
+        return self.scores(mean_nll(self.flow, self.test_data.to(reference), self.eval_batch_size))
 
     # ---------------------------------------------------------------- training
     def training_step(self, x: torch.Tensor, batch_idx: int):
+        """Coordinate descent: the weights step, then the T step; a non-finite batch, loss,
+        gradient or T gradient skips the whole step (weights, T and optimizers unchanged)."""
         started = time.perf_counter()
-        optimizers = self.optimizers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        weights_opt, time_opt = optimizers[0], (optimizers[1].optimizer if len(optimizers) > 1 else None)
+        optimizers, time_opt = self._optimizers()
         self.flow.reset_nfe()
         self.batches_done += 1
-
-        # step 1: weights. A non-finite batch, loss, gradient or T skips the whole step.
-        problem = None if torch.isfinite(x).all() else "batch"
-        if problem is None:
-            try:
-                loss, parts = objective(self.flow, x, self.source.dim, self.source.levels)
-                problem = None if torch.isfinite(loss) else "loss"
-            except NonFiniteError:
-                problem = "state"
+        loss, parts, problem = self._loss(x)
         if self._any_process(problem is not None):
             return self._skip(problem or "another process's step", optimizers)
+        grad_norm, problem = self._backward(loss, optimizers[0])
+        if problem:
+            return self._skip(problem, optimizers)
+        undo = self._snapshot(self.weight_parameters(), optimizers[0]) if time_opt is not None else None
+        optimizers[0].step()
+        step = temporal_step(self.flow, time_opt, self.reduce_mean)
+        if not step.finite:
+            undo()
+            return self._skip("T gradient", optimizers)
+        self.bad_in_a_row = 0
+        self._log_step(loss, parts, grad_norm, step, time.perf_counter() - started)
+        return loss.detach()
+
+    def _loss(self, x: torch.Tensor) -> tuple:
+        """``(loss, parts, None)``, or ``(None, None, what)`` when the batch, the state or the loss is not finite."""
+        if not torch.isfinite(x).all():
+            return None, None, "batch"
+        try:
+            loss, parts = objective(self.flow, x, self.source.dim, self.source.levels)
+        except NonFiniteError:
+            return None, None, "state"
+        return loss, parts, (None if torch.isfinite(loss) else "loss")
+
+    def _backward(self, loss: torch.Tensor, weights_opt) -> tuple:
+        """Gradients of the weights (and of jointly trained end times), clipped if asked:
+        ``(weights' gradient norm, None)``, or ``(norm, what)`` when one is not finite."""
         weights_opt.zero_grad()
         self.manual_backward(loss)
         weights = self.weight_parameters()
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in weights if p.grad is not None])
         if not torch.isfinite(grad_norm):
-            return self._skip("gradient", optimizers)
+            return grad_norm, "gradient"
+        if not all(torch.isfinite(T.grad).all() for T in self.joint_end_times() if T.grad is not None):
+            return grad_norm, "T gradient"
         if self.cfg.optim.max_grad_norm:
             torch.nn.utils.clip_grads_with_norm_(weights, self.cfg.optim.max_grad_norm, grad_norm)
-        undo = self._snapshot(weights, weights_opt) if time_opt is not None else None
-        weights_opt.step()
+        return grad_norm, None
 
-        # step 2: end times (toflow mode)
-        time_grads = time_gradients(self.flow, self.reduce_mean) if time_opt is not None else {}
-        if not all(math.isfinite(g) for g in time_grads.values()):
-            undo()
-            return self._skip("T gradient", optimizers)
-        if time_grads:
-            time_step(self.flow, time_opt)
-        self.bad_in_a_row = 0
-
-        step_time = time.perf_counter() - started
+    def _log_step(self, loss, parts: dict, grad_norm, step: TimeStep, step_time: float) -> None:
         nfe = self.flow.nfe
         # NFE differ between processes (each solves its own shard): keep their mean
         nfe_forward, nfe_backward, step_time = self.reduce_mean(
             torch.tensor([nfe["forward"], nfe["backward"], step_time], dtype=torch.float64, device=loss.device)).tolist()
-        nfe = {"forward": nfe_forward, "backward": nfe_backward}
-        self.totals["steps"] += 1
-        self.totals["nfe_forward"] += nfe_forward
-        self.totals["nfe_backward"] += nfe_backward
-        self.totals["step_time"] += step_time
-
-        log = {"train/loss": loss.detach(), "train/nll": parts.pop("nll").detach(), "nfe/forward": float(nfe["forward"]),
-               "nfe/backward": float(nfe["backward"]), "train/grad_norm": grad_norm.detach(),
-               "time/step_s": step_time}
+        for key, value in (("steps", 1), ("nfe_forward", nfe_forward), ("nfe_backward", nfe_backward),
+                           ("step_time", step_time)):
+            self.totals[key] += value
+        log = {"train/loss": loss.detach(), "train/nll": parts.pop("nll").detach(), "nfe/forward": nfe_forward,
+               "nfe/backward": nfe_backward, "train/grad_norm": grad_norm.detach(), "time/step_s": step_time}
         if "bpd" in parts:
             log["train/bpd"] = parts.pop("bpd").detach()
-        for name, value in parts.items():
-            log[f"reg/{name}"] = value.detach()
+        log.update({f"reg/{name}": value.detach() for name, value in parts.items()})
         temporal = [et.regularization().detach() for et in self.flow.end_times() if et.has_own_optimizer]
         if temporal:
             log["reg/temporal"] = sum(temporal)
-        for index, end_time in enumerate(self.flow.end_times()):
-            log[f"T/block{index}"] = float(end_time.T.detach())
-        for index, grad in time_grads.items():
-            log[f"T_grad/block{index}"] = grad
+        log.update({f"T/block{index}": float(et.T.detach()) for index, et in enumerate(self.flow.end_times())})
+        log.update({f"T_grad/block{index}": grad for index, grad in step.items()})
         self.log_dict(log, on_step=True, on_epoch=False, sync_dist=self.trainer.world_size > 1)
         self.log("T", float(self.flow.end_times()[0].T.detach()), prog_bar=True, logger=False)
-        self.log("nfe", float(nfe["forward"] + nfe["backward"]), prog_bar=True, logger=False)
+        self.log("nfe", nfe_forward + nfe_backward, prog_bar=True, logger=False)
         self.log("loss", loss.detach(), prog_bar=True, logger=False)
-        return loss.detach()
 
     # ---------------------------------------------------------------- non-finite steps
     def _any_process(self, flag: bool) -> bool:
@@ -239,22 +235,21 @@ class FlowModule(pl.LightningModule):
     # ---------------------------------------------------------------- evaluation
     def on_validation_epoch_start(self):
         self._val_sum, self._val_count = 0.0, 0
-        self._train_rng = torch.get_rng_state()
-        torch.manual_seed(EVAL_SEED)
+        self._validation.enter_context(evaluating(self.flow, EVAL_SEED))
 
     def validation_step(self, x: torch.Tensor, batch_idx: int):
         self._val_sum += float(-self.flow.log_prob(x).sum())
         self._val_count += x.shape[0]
 
     def on_validation_epoch_end(self):
-        torch.set_rng_state(self._train_rng)
+        self._validation.close()
         total, count = self.reduce_mean(torch.tensor([self._val_sum, float(self._val_count)], dtype=torch.float64,
                                                      device=self.device)).tolist()
         if count:
-            nll = total / count
-            self.log("test/nll", nll, prog_bar=not self.source.is_image)
-            if self.source.is_image:
-                self.log("test/bpd", self.bits_per_dim(nll), prog_bar=True)
+            scores = self.scores(total / count)
+            self.log("test/nll", scores["test_nll"], prog_bar=not self.source.is_image)
+            if "test_bpd" in scores:
+                self.log("test/bpd", scores["test_bpd"], prog_bar=True)
 
     def wall_s(self) -> float:
         """Wall-clock seconds of this run, summed over its resumes: neither the time it stood

@@ -8,30 +8,25 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from .evaluation import evaluating  # noqa: E402
 
 LIMIT = 4.0
 
 
-@torch.no_grad()
 def density_grid(flow, n: int = 100, limit: float = LIMIT, batch_size: int = 2500) -> torch.Tensor:
     """p(x) on an n x n grid over [-limit, limit]^2 (rows: y, columns: x)."""
-    was_training = flow.training
-    flow.eval()
     axis = torch.linspace(-limit, limit, n)
     ys, xs = torch.meshgrid(axis, axis, indexing="ij")
-    points = torch.stack([xs.flatten(), ys.flatten()], 1).to(flow.end_time.T)
-    logp = torch.cat([flow.log_prob(chunk) for chunk in points.split(batch_size)])
-    flow.train(was_training)
+    points = torch.stack([xs.flatten(), ys.flatten()], 1).to(flow.end_times()[0].T)
+    with evaluating(flow):
+        logp = torch.cat([flow.log_prob(chunk) for chunk in points.split(batch_size)])
     return logp.exp().reshape(n, n).cpu()
 
 
-@torch.no_grad()
-def samples(flow, n: int = 2000, seed: int = 0) -> torch.Tensor:
-    was_training = flow.training
-    flow.eval()
-    out = flow.sample(n, generator=torch.Generator().manual_seed(seed)).cpu()
-    flow.train(was_training)
-    return out
+def samples(flow, n: int = 2000, seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
+    """``n`` samples drawn at ``temperature`` from a generator seeded with ``seed``."""
+    with evaluating(flow):
+        return flow.sample(n, temperature=temperature, generator=torch.Generator().manual_seed(seed)).cpu()
 
 
 def figure_2d(flow, data: torch.Tensor, title: str = "", limit: float = LIMIT, grid: int = 100):
@@ -57,13 +52,9 @@ def figure_2d(flow, data: torch.Tensor, title: str = "", limit: float = LIMIT, g
     return fig
 
 
-@torch.no_grad()
 def sample_grid(flow, n: int = 64, temperature: float = 1.0, seed: int = 0) -> torch.Tensor:
     """A grid image (C, H', W') of ``n`` samples drawn at ``temperature``, values in [0, 1]."""
     from torchvision.utils import make_grid
 
-    was_training = flow.training
-    flow.eval()
-    images = flow.sample(n, temperature=temperature, generator=torch.Generator().manual_seed(seed))
-    flow.train(was_training)
-    return make_grid(images.clamp(0, 1).float().cpu(), nrow=int(n ** 0.5), padding=1, pad_value=1.0)
+    images = samples(flow, n, seed, temperature)
+    return make_grid(images.clamp(0, 1).float(), nrow=int(n ** 0.5), padding=1, pad_value=1.0)

@@ -1,0 +1,111 @@
+"""A new solver and a new regulariser are one function or class and one registry line,
+added from outside the package, and then trained from a config."""
+
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+import toflow
+from toflow.config import ConfigError, load_config
+from toflow.models import CNF, EndTime, LinearField
+from toflow.regularizers import REGULARIZERS, Regularizer, register_regularizer
+from toflow.solvers import SOLVERS, Dopri5, Tolerance, register_fixed_step
+from toflow.solvers.integrators import FixedGrid
+from toflow.solvers.steps import at
+
+SMALL = ["model.hidden=[8,8]", "data.batch_size=64", "data.test_size=50", "trainer.eval_every=2",
+         "trainer.viz_every=1000", "trainer.progress_bar=false", "solver.atol=1e-3", "solver.rtol=1e-3",
+         "trainer.num_threads=1", "trainer.accelerator=cpu", "trainer.max_steps=2"]
+
+
+def midpoint_step(f, t, h, y):
+    """Explicit midpoint (2 evaluations per step, second order)."""
+    k1 = f(at(t, y), y)
+    return y + h * f(at(t + 0.5 * h, y), y + (0.5 * h) * k1)
+
+
+@dataclass(frozen=True)
+class TimeWeightedKinetic(Regularizer):
+    """g = t * 0.5 ||f||^2 / D: kinetic energy that weighs late times more."""
+
+    name = "time_kinetic"
+
+    def integrand(self, ev):
+        return ev.t * 0.5 * ev.f.flatten(1).pow(2).mean(1)
+
+
+@pytest.fixture
+def registered():
+    register_fixed_step("midpoint", midpoint_step)
+    register_regularizer(TimeWeightedKinetic)
+    yield
+    SOLVERS.pop("midpoint")
+    REGULARIZERS.pop("time_kinetic")
+
+
+def test_a_registered_step_function_integrates_at_its_order(registered):
+    A = torch.tensor([[-0.3, 0.8], [-0.5, 0.2]], dtype=torch.float64)
+    y0 = torch.randn(5, 2, dtype=torch.float64)
+    errors = []
+    for h in (0.1, 0.05):
+        y1, _ = FixedGrid("midpoint", h).integrate(lambda t, y: y @ A.T, y0, 0.0, 1.0, Tolerance(1, 1), 100)
+        errors.append(float((y1 - y0 @ torch.matrix_exp(A).T).abs().max()))
+    assert abs(math.log2(errors[0] / errors[1]) - 2) < 0.25
+
+
+def test_a_registered_regulariser_gets_t_and_f(registered):
+    class Constant(torch.nn.Module):
+        dim = 3
+
+        def __init__(self):
+            super().__init__()
+            self.v = torch.nn.Parameter(torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64))
+
+        def forward(self, t, z):
+            return self.v + 0 * z
+
+    flow = CNF(Constant(), EndTime(0.25, 1.0), Dopri5(atol=1e-10, rtol=1e-10), [TimeWeightedKinetic(1.0)]).double()
+    out = flow.transform(torch.randn(4, 3, dtype=torch.float64))
+    # int_{0.25}^{1} t dt * 0.5 ||v||^2 / 3
+    expected = (1.0 - 0.25**2) / 2 * 0.5 * (0.09 + 1.44 + 4.0) / 3
+    assert torch.allclose(out.regularization["time_kinetic"], torch.full((4,), expected, dtype=torch.float64))
+
+
+def test_both_train_two_steps_from_a_config(registered, tmp_path):
+    cfg = load_config("configs/toy_checkerboard_toflow.yaml", [
+        *SMALL, "solver.name=midpoint", "solver.step_size=0.1", "regularizers.time_kinetic=0.1",
+        f"trainer.log_dir={tmp_path / 'run'}"])
+    summary = toflow.train(cfg)
+    assert summary["steps"] == 2 and summary["solver"] == "midpoint"
+    assert summary["nfe_forward_mean"] >= 2 * 5  # five midpoint steps of 0.1 on [0, 0.5]
+    assert summary["end_times"][0] != 0.5 and math.isfinite(summary["test_nll"])
+
+
+def test_config_keys_come_from_the_registries(registered):
+    assert load_config(None, ["solver.name=midpoint", "solver.step_size=0.2"]).solver.name == "midpoint"
+    with pytest.raises(ConfigError, match="regularizers.time_kinetc: unknown .*'regularizers.time_kinetic'"):
+        load_config(None, ["regularizers.time_kinetc=0.1"])
+
+
+def test_unregistered_names_are_refused():
+    with pytest.raises(ConfigError, match="solver.name: 'midpoint' is not one of"):
+        load_config(None, ["solver.name=midpoint", "solver.step_size=0.2"])
+
+
+def test_a_regulariser_needing_what_the_trace_cannot_give_is_refused():
+    @dataclass(frozen=True)
+    class ProbeAligned(Regularizer):
+        name = "probe_aligned"
+        needs = ("vjp",)
+
+        def integrand(self, ev):
+            return (ev.jacobian["vjp"] * ev.probe).sum(1)
+
+    A = torch.eye(2)
+    with pytest.raises(ValueError, match="regularizers.probe_aligned: needs vjp, which the exact trace"):
+        CNF(LinearField(A), regularizers=[ProbeAligned(1.0)], trace="exact")
+    flow = CNF(LinearField(A), regularizers=[ProbeAligned(1.0)], trace="hutchinson")
+    out = flow.transform(torch.randn(6, 2))  # e^T J e = e^T e = 2 for a Rademacher e and J = I
+    assert torch.allclose(out.regularization["probe_aligned"], torch.full((6,), 2 * 0.5))
