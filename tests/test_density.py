@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from helpers import tiny_cnf
 
 from toflow.models import CNF, ConcatSquashMLP, EndTime, LinearField, standard_normal_logprob
 from toflow.solvers import Dopri5
@@ -12,8 +13,8 @@ A = torch.tensor([[-0.3, 0.8], [-0.5, 0.2]], dtype=torch.float64)
 
 
 def linear_flow(trace="exact", T=0.7, sensitivity="adjoint", tol=1e-9):
-    return CNF(LinearField(A), EndTime(0.0, T, "fixed"), Dopri5(atol=tol, rtol=tol, sensitivity=sensitivity),
-               trace=trace).double()
+    return tiny_cnf(solver=Dopri5(atol=tol, rtol=tol, sensitivity=sensitivity), field=LinearField(A), T=T, mode="fixed",
+                    trace=trace)
 
 
 def analytic_logprob(x, T):

@@ -4,18 +4,15 @@ import copy
 
 import pytest
 import torch
+from helpers import tiny_cnf
 
-from toflow.models import CNF, ConcatSquashMLP, EndTime
 from toflow.solvers import Dopri5
 
 TOL = 1e-10
 
 
 def make_flow(sensitivity, grad="same_pass", T=0.6):
-    torch.manual_seed(1)
-    field = ConcatSquashMLP(2, (16, 16))
-    return CNF(field, EndTime(0.0, T, "toflow", grad=grad), Dopri5(atol=TOL, rtol=TOL, sensitivity=sensitivity),
-               trace="exact").double()
+    return tiny_cnf((16, 16), Dopri5(atol=TOL, rtol=TOL, sensitivity=sensitivity), seed=1, T=T, grad=grad)
 
 
 def loss_at(flow, x, T):
@@ -68,8 +65,7 @@ def test_alternating_gradient_uses_the_updated_weights():
 
 # ------------------------------------------------------------------ fixed grids: the discrete solution's derivative
 def fixed_flow(solver, grad="same_pass", T=0.6):
-    torch.manual_seed(1)
-    flow = CNF(ConcatSquashMLP(2, (16, 16)), EndTime(0.0, T, "toflow", grad=grad), solver, trace="exact").double()
+    flow = tiny_cnf((16, 16), solver, seed=1, T=T, grad=grad)
     with torch.no_grad():
         for p in flow.field.parameters():
             p.mul_(3.0)  # a lively field, so Euler's error is large at its usual steps

@@ -7,17 +7,16 @@ and that is the agreement asked for.
 
 import pytest
 import torch
+from helpers import tiny_cnf
 from TorchDiffEqPack import odesolve_adjoint, odesolve_adjoint_sym12
 
-from toflow.models import CNF, ConcatSquashMLP, EndTime
 from toflow.solvers import ACA, MALI
 
 TOL = 1e-7
 
 
 def small_cnf(solver):
-    torch.manual_seed(7)
-    return CNF(ConcatSquashMLP(2, (8, 8)), EndTime(0.0, 0.6, "toflow", grad="same_pass"), solver, trace="exact").double()
+    return tiny_cnf((8, 8), solver, seed=7)
 
 
 class TensorTime(torch.nn.Module):

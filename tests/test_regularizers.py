@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import tiny_cnf
 from torch import nn
 
 from toflow.models import CNF, ConcatSquashMLP, EndTime, HutchinsonTrace
@@ -58,9 +59,7 @@ def test_hutchinson_frobenius_matches_the_exact_norm(distribution):
 
 
 def tiny_flow(regularizer, solver=None):
-    torch.manual_seed(2)
-    return CNF(ConcatSquashMLP(2, (6,)), EndTime(0.0, 0.5, "toflow", grad="same_pass"),
-               solver or Dopri5(atol=1e-10, rtol=1e-10), regularizers=[regularizer], trace="exact").double()
+    return tiny_cnf((6,), solver or Dopri5(atol=1e-10, rtol=1e-10), seed=2, T=0.5, regularizers=[regularizer])
 
 
 @pytest.mark.parametrize("regularizer", [KineticEnergy(1.0), JacobianFrobenius(1.0)])

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from helpers import tiny_cnf
 
 from toflow.models import CNF, ConcatSquashMLP, EndTime, LinearField
 from toflow.solvers import ACA, MALI, RK4, SOLVERS, Dopri5, Euler, SolverError, Tolerance, build_solver
@@ -91,8 +92,7 @@ X = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_se
 
 
 def small_cnf(solver):
-    torch.manual_seed(3)
-    return CNF(ConcatSquashMLP(2, (8, 8)), EndTime(0.0, 0.6, "toflow", grad="same_pass"), solver, trace="exact").double()
+    return tiny_cnf((8, 8), solver, seed=3)
 
 
 def loss_fn(flow, x):

@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from helpers import tiny_cnf
 
 from toflow.models import CNF, ConcatSquashMLP, EndTime, LinearField
 from toflow.solvers import Dopri5, SolverError, build_solver
@@ -12,7 +13,7 @@ A = torch.tensor([[-0.3, 0.8], [-0.5, 0.2]], dtype=torch.float64)
 
 
 def linear_flow(solver):
-    return CNF(LinearField(A), EndTime(0.0, 1.0, "fixed"), solver, trace="exact").double()
+    return tiny_cnf(solver=solver, field=LinearField(A), T=1.0, mode="fixed")
 
 
 def end_error(flow, x):

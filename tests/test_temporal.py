@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import tiny_cnf
 
 from toflow.config import load_config
 from toflow.models import CNF, ConcatSquashMLP, EndTime
@@ -11,7 +12,7 @@ X = torch.randn(64, 2, generator=torch.Generator().manual_seed(3)) * 2
 
 
 def toy_flow(mode, grad="after_step", T0=0.5, alpha=0.1, eps=0.1):
-    return CNF(ConcatSquashMLP(2, (16, 16)), EndTime(0.0, T0, mode, alpha=alpha, eps=eps, grad=grad))
+    return tiny_cnf((16, 16), mode=mode, grad=grad, T=T0, alpha=alpha, eps=eps, dtype=torch.float32)
 
 
 def module_for(mode, **time):

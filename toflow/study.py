@@ -13,12 +13,14 @@ A study file names a base run config, overrides for every run, a grid and seeds:
         ot: {regularizers.kinetic: 0.01, regularizers.jacobian_frobenius: 0.01}
     seeds: [0, 1, 2]
     out: runs/study_toy
+    baseline: time.mode=fixed,spatial=none         # the arm the ratios are against (default: the first)
 
 Each (arm, seed) trains in ``<out>/<arm>/seed<k>`` through the CLI, one after another
 or ``parallel`` at a time. A run with a ``summary.json`` is skipped, one with only a
 checkpoint is resumed, so a study that stops can be started again. The study writes
-``<out>/results.md`` (test NLL mean +- std over seeds, NFE forward and backward per step,
-time per step, wall time, final T), ``<out>/nll_vs_wall.png``, ``<out>/nfe_vs_step.png``;
+``<out>/results.md`` (the machine; test NLL, and bits/dim for images, mean +- std over
+seeds; NFE forward and backward per step and time per step, also as ratios against the
+baseline arm; wall time; final T), ``<out>/nll_vs_wall.png``, ``<out>/nfe_vs_step.png``;
 every run logs its hyperparameters and final metrics for TensorBoard's HParams tab
 (``tensorboard --logdir <out>``).
 """
@@ -34,7 +36,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -51,6 +53,7 @@ class StudyConfig:
     seeds: List[int] = field(default_factory=lambda: [0])
     out: str = "runs/study"
     parallel: int = 1
+    baseline: Optional[str] = None  # the arm the table's ratios are against (default: the first)
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,18 @@ def load_study(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
         study = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise ConfigError(one_line(err, StudyConfig, "study")) from None
+    return check_study(study)
+
+
+def check_study(study: StudyConfig) -> StudyConfig:
+    """``study`` if every arm's config loads and its settings are in range, else a :class:`ConfigError`."""
     if study.parallel < 1:
         raise ConfigError(f"parallel: must be at least 1, got {study.parallel}")
     if not study.seeds:
         raise ConfigError("seeds: give at least one seed")
+    names = [arm.name for arm in arms(study.grid)]
+    if study.baseline is not None and study.baseline not in names:
+        raise ConfigError(f"baseline: '{study.baseline}' is not an arm; one of {', '.join(names)}")
     for arm in arms(study.grid):  # refuse a bad arm before anything runs
         load_config(study.base, [*study.overrides, *arm.overrides])
     return study
@@ -130,20 +141,53 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} +- {statistics.stdev(values):.3f}"
 
 
-COLUMNS = ("arm", "test NLL (nats)", "NFE fwd", "NFE bwd", "s/step", "wall (s)", "final T", "seeds")
+COLUMNS = ("arm", "test NLL (nats)", "NFE fwd", "NFE bwd", "NFE vs baseline", "s/step", "time vs baseline", "wall (s)",
+           "final T", "seeds")
 
 
-def table(results: dict[str, list[dict]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+def table(results: dict[str, list[dict]], baseline: str | None = None) -> str:
+    """One row per arm: means over seeds (the score with its spread), NFE and time per step also
+    as ratios against the ``baseline`` arm (default: the first) of the same study; test
+    bits/dim after the NLL where the data are images."""
+    baseline = baseline or next(iter(results))
+    images = all("test_bpd" in r for runs in results.values() for r in runs)
+    columns = [*COLUMNS[:2], *(["test bits/dim"] if images else []), *COLUMNS[2:]]
+
+    def mean(name, key):
+        return statistics.mean(r[key] for r in results[name])
+
+    def nfe(name):
+        return mean(name, "nfe_forward_mean") + mean(name, "nfe_backward_mean")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for name, runs in results.items():
-        def mean(key):
-            return statistics.mean(r[key] for r in runs)
-
         final_T = statistics.mean(statistics.mean(r["end_times"]) for r in runs)
-        lines.append(f"| {name} | {_mean_std([r['test_nll'] for r in runs])} | {mean('nfe_forward_mean'):.1f} | "
-                     f"{mean('nfe_backward_mean'):.1f} | {mean('time_per_iter_s'):.3f} | {mean('wall_s'):.0f} | "
-                     f"{final_T:.3f} | {len(runs)} |")
+        bpd = [f"{_mean_std([r['test_bpd'] for r in runs])}"] if images else []
+        cells = [name, _mean_std([r["test_nll"] for r in runs]), *bpd, f"{mean(name, 'nfe_forward_mean'):.1f}",
+                 f"{mean(name, 'nfe_backward_mean'):.1f}", f"{nfe(name) / nfe(baseline):.2f}x",
+                 f"{mean(name, 'time_per_iter_s'):.3f}",
+                 f"{mean(name, 'time_per_iter_s') / mean(baseline, 'time_per_iter_s'):.2f}x",
+                 f"{mean(name, 'wall_s'):.0f}", f"{final_T:.3f}", str(len(runs))]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    """The processor (or GPU), its cores, torch and Python: the line a timing is reported with."""
+    import os
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def _scalars(path: Path, tag: str) -> list:
@@ -203,7 +247,7 @@ def plots(study: StudyConfig, arm_list: list[Arm]) -> list[Path]:
 
 def run_study(study: StudyConfig) -> dict[str, list[dict]]:
     """Run (or skip) every arm and seed, then write the table and the plots."""
-    arm_list = arms(study.grid)
+    arm_list = arms(check_study(study).grid)
     jobs = [(arm, seed) for seed in study.seeds for arm in arm_list]
     with ThreadPoolExecutor(max_workers=study.parallel) as pool:
         summaries = list(pool.map(lambda job: run_arm(study, *job), jobs))
@@ -212,8 +256,10 @@ def run_study(study: StudyConfig) -> dict[str, list[dict]]:
         results[arm.name].append(summary)
     out = Path(study.out)
     out.mkdir(parents=True, exist_ok=True)
+    pace = "one after another" if study.parallel == 1 else f"{study.parallel} at a time"
     text = (f"Study of `{study.base}` with {' '.join(study.overrides) or 'no overrides'}; "
-            f"seeds {', '.join(map(str, study.seeds))}.\n\n" + table(results))
+            f"seeds {', '.join(map(str, study.seeds))}; runs {pace} on {machine()}. "
+            f"Ratios against `{study.baseline or arm_list[0].name}`.\n\n" + table(results, study.baseline))
     (out / "results.md").write_text(text)
     plots(study, arm_list)
     print(text)

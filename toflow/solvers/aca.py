@@ -65,10 +65,5 @@ class ACA(Solver):
     """Adaptive checkpoint adjoint over dopri5 (its own gradient method: ``sensitivity`` unused)."""
 
     name = "aca"
-
-    @property
-    def integrator(self):
-        return AdaptiveDopri5()
-
-    def gradient_method(self, f, y0, t0, t1, params, tol):
-        return solve_aca(f, y0, t0, t1, params, tol, self.max_steps)
+    integrator_type = AdaptiveDopri5
+    method = staticmethod(solve_aca)

@@ -46,6 +46,8 @@ class Solver:
     max_steps: int = 10000
 
     name = "solver"
+    integrator_type = None  # the class of an adaptive solver's integrator
+    method = None  # its gradient method, method(f, y0, t0, t1, params, tol, max_steps) -> (y1, f1)
 
     def __post_init__(self):
         for key in ("atol", "rtol", "test_atol", "test_rtol"):
@@ -57,7 +59,7 @@ class Solver:
 
     @property
     def integrator(self):
-        raise NotImplementedError
+        return self.integrator_type()
 
     def tolerance(self, training: bool, controlled: int | None = None) -> Tolerance:
         if training:
@@ -67,7 +69,7 @@ class Solver:
     def gradient_method(self, f, y0: Tensor, t0: Tensor, t1: Tensor, params: tuple, tol: Tolerance):
         """``(y1, f1)``: y(t1) with gradients for y0 and ``params``, t1 held constant; f1 = F(y1, t1)
         where it came for free, else None."""
-        raise NotImplementedError
+        return type(self).method(f, y0, t0, t1, params, tol, self.max_steps)
 
     def end_time_derivative(self, f, y0: Tensor, t0: float, t1: float, y1: Tensor, f1: Tensor | None = None,
                             now: bool = False) -> Derivative:

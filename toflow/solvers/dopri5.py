@@ -14,7 +14,4 @@ class Dopri5(WithSensitivity):
     or by autograd through the accepted steps. Six new evaluations per step (FSAL)."""
 
     name = "dopri5"
-
-    @property
-    def integrator(self):
-        return AdaptiveDopri5()
+    integrator_type = AdaptiveDopri5

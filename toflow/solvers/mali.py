@@ -73,10 +73,5 @@ class MALI(Solver):
     """Adaptive asynchronous leapfrog with reverse-accurate gradients (``sensitivity`` unused)."""
 
     name = "mali"
-
-    @property
-    def integrator(self):
-        return AdaptiveLeapfrog()
-
-    def gradient_method(self, f, y0, t0, t1, params, tol):
-        return solve_mali(f, y0, t0, t1, params, tol, self.max_steps)
+    integrator_type = AdaptiveLeapfrog
+    method = staticmethod(solve_mali)

@@ -28,6 +28,7 @@ QUIET = (".*manual optimization and every_n_train_steps.*", ".*`weights_only` wa
          ".*isinstance\\(treespec, LeafSpec\\).*", ".*does not have many workers.*",
          ".*litlogger.*")
 
+HPARAM_METRICS = ("test_nll", "test_bpd", "nfe_forward_mean", "nfe_backward_mean", "time_per_iter_s", "wall_s")
 SUMMARY_KEYS = ("test_nll", "nfe_forward_mean", "nfe_backward_mean", "time_per_iter_s", "wall_s", "steps",
                 "end_times", "params")
 
@@ -77,20 +78,39 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
     the first writes; the others return an empty summary. ``callbacks``: extra Lightning
     callbacks; ``source``: data to train on instead of the config's data set.
     """
-    t = cfg.trainer
     run_dir = run_dir_of(cfg)
     ckpt_path = _checkpoint_path(run_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    module = _module(cfg, source)
+    trainer = _trainer(cfg, run_dir, module, callbacks)
+    _fit(trainer, module, ckpt_path, run_dir, distributed=cfg.trainer.devices * cfg.trainer.num_nodes > 1)
+    if not trainer.is_global_zero:
+        return {}
+    scores = module.test_scores()
+    _final_pictures(module, trainer, scores, run_dir)
+    summary = _summary(cfg, module, trainer.global_step, scores, run_dir)
+    trainer.logger.log_hyperparams(flat_config(cfg), {f"hparams/{key}": summary[key] for key in HPARAM_METRICS
+                                                      if key in summary})
+    trainer.logger.experiment.flush()
+    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
 
-    if t.num_threads:
-        torch.set_num_threads(t.num_threads)
+
+def _module(cfg: RunConfig, source: DataSource | None) -> FlowModule:
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
     pl.seed_everything(cfg.seed, verbose=False)
     module = FlowModule(cfg, source)
     blocks = module.flow.blocks()
     print(f"{cfg.name}: {sum(p.numel() for p in module.flow.parameters()):,} parameters in {len(blocks)} CNF "
           f"block{'s' if len(blocks) > 1 else ''}", flush=True)
-    checkpoints, last = run_dir / "checkpoints", last_checkpoint(run_dir)
+    return module
+
+
+def _trainer(cfg: RunConfig, run_dir: Path, module: FlowModule, callbacks: list | None) -> pl.Trainer:
+    t = cfg.trainer
+    checkpoints = run_dir / "checkpoints"
     callbacks = list(callbacks or []) + [
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="test/nll", mode="min", save_top_k=1,
                         auto_insert_metric_name=False, enable_version_counter=False),
@@ -98,11 +118,11 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
                         save_top_k=1, enable_version_counter=False),
         (SampleGrids(t.viz_every, run_dir / "plots", t.sample_temperature) if module.source.is_image
          else DensityPlots(t.viz_every, run_dir / "plots", module.test_data)),
-        StopOnSignal(last),
+        StopOnSignal(last_checkpoint(run_dir)),
     ]
     if t.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
-    trainer = pl.Trainer(
+    return pl.Trainer(
         max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
         strategy=t.strategy, plugins=[AtomicCheckpointIO()], logger=TensorBoardLogger(
             save_dir=str(run_dir), name="", version="", default_hp_metric=False),
@@ -110,7 +130,11 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
         num_sanity_val_steps=0, inference_mode=False, enable_progress_bar=t.progress_bar,
         enable_model_summary=False, log_every_n_steps=1, default_root_dir=str(run_dir),
     )
-    distributed = t.devices * t.num_nodes > 1
+
+
+def _fit(trainer: pl.Trainer, module: FlowModule, ckpt_path: Path | None, run_dir: Path, distributed: bool) -> None:
+    """Lightning's fit, quiet, saving ``last.ckpt`` at the end and on SIGTERM."""
+    last = last_checkpoint(run_dir)
     if distributed:
         os.environ[RUN_DIR_ENV] = str(run_dir)
     try:
@@ -126,26 +150,27 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
     finally:
         if distributed:
             os.environ.pop(RUN_DIR_ENV, None)
-    if not trainer.is_global_zero:
-        return {}
 
-    flow, step = module.flow, trainer.global_step
-    scores = module.test_scores()
-    test_nll = scores["test_nll"]
-    board = trainer.logger.experiment
+
+def _final_pictures(module: FlowModule, trainer: pl.Trainer, scores: dict, run_dir: Path) -> None:
+    """``samples.png`` (images) or ``density.png`` (2-D), also to TensorBoard, and the test scores there."""
+    flow, step, board = module.flow, trainer.global_step, trainer.logger.experiment
     for key, value in scores.items():
         board.add_scalar(key.replace("_", "/"), value, step)
     if module.source.is_image:
-        save_grid(flow, run_dir / "samples.png", t.sample_temperature, trainer.logger, step)
-    else:
-        fig = figure_2d(flow, module.test_data, title=f"{cfg.name}: test NLL {test_nll:.3f} nats, step {step}")
-        fig.savefig(run_dir / "density.png", dpi=100)
-        board.add_figure("density", fig, step)
-        plt.close(fig)
+        save_grid(flow, run_dir / "samples.png", module.cfg.trainer.sample_temperature, trainer.logger, step)
+        return
+    fig = figure_2d(flow, module.test_data, title=f"{module.cfg.name}: test NLL {scores['test_nll']:.3f} nats, "
+                                                  f"step {step}")
+    fig.savefig(run_dir / "density.png", dpi=100)
+    board.add_figure("density", fig, step)
+    plt.close(fig)
 
-    totals = module.totals
+
+def _summary(cfg: RunConfig, module: FlowModule, step: int, scores: dict, run_dir: Path) -> dict:
+    totals, flow = module.totals, module.flow
     steps = max(totals["steps"], 1)
-    summary = {
+    return {
         "name": cfg.name,
         "mode": cfg.time.mode,
         "solver": cfg.solver.name,
@@ -154,19 +179,12 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
         "nfe_backward_mean": totals["nfe_backward"] / steps,
         "time_per_iter_s": totals["step_time"] / steps,
         "wall_s": module.wall_s(),
-        "steps": int(trainer.global_step),
+        "steps": int(step),
         "end_times": [float(et.T.detach()) if et.mode != "steer" else et.T0 for et in flow.end_times()],
         "params": sum(p.numel() for p in flow.parameters()),
         "bad_steps": int(totals["bad_steps"]),
         "log_dir": str(run_dir),
     }
-    metrics = {f"hparams/{key}": summary[key] for key in ("test_nll", "test_bpd", "nfe_forward_mean",
-                                                          "nfe_backward_mean", "time_per_iter_s", "wall_s")
-               if key in summary}
-    trainer.logger.log_hyperparams(flat_config(cfg), metrics)
-    trainer.logger.experiment.flush()
-    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    return summary
 
 
 def flat_config(cfg: RunConfig) -> dict:
