@@ -1,5 +1,5 @@
-"""A new solver and a new regulariser are one function or class and one registry line,
-added from outside the package, and then trained from a config."""
+"""A new solver, a new regulariser and a new time mode are one function or class and one
+registry line, added from outside the package, and then trained from a config."""
 
 import math
 from dataclasses import dataclass
@@ -9,7 +9,7 @@ import torch
 
 import toflow
 from toflow.config import ConfigError, load_config
-from toflow.models import CNF, EndTime, LinearField
+from toflow.models import CNF, TIME_MODES, EndTime, LinearField, TimeMode, register_time_mode
 from toflow.regularizers import REGULARIZERS, Regularizer, register_regularizer
 from toflow.solvers import SOLVERS, Dopri5, Tolerance, register_fixed_step
 from toflow.solvers.integrators import FixedGrid
@@ -36,13 +36,25 @@ class TimeWeightedKinetic(Regularizer):
         return ev.t * 0.5 * ev.f.flatten(1).pow(2).mean(1)
 
 
+class ShortSteer(TimeMode):
+    """STEER's draw from the lower half of the clip interval only: [t0 + eps, T0]."""
+
+    name, draws = "short_steer", True
+
+    def draw(self, end_time):
+        lo, _ = end_time.bounds
+        return lo + (end_time.T0 - lo) * float(torch.rand((), generator=end_time.generator, dtype=torch.float64))
+
+
 @pytest.fixture
 def registered():
     register_fixed_step("midpoint", midpoint_step)
     register_regularizer(TimeWeightedKinetic)
+    register_time_mode(ShortSteer())
     yield
     SOLVERS.pop("midpoint")
     REGULARIZERS.pop("time_kinetic")
+    TIME_MODES.pop("short_steer")
 
 
 def test_a_registered_step_function_integrates_at_its_order(registered):
@@ -73,7 +85,20 @@ def test_a_registered_regulariser_gets_t_and_f(registered):
     assert torch.allclose(out.regularization["time_kinetic"], torch.full((4,), expected, dtype=torch.float64))
 
 
-def test_both_train_two_steps_from_a_config(registered, tmp_path):
+def test_a_registered_time_mode_draws_its_T():
+    register_time_mode(ShortSteer())
+    try:
+        end_time = EndTime(0.0, 0.5, "short_steer", eps=0.1)
+        draws = torch.stack([end_time.t_span()[1] for _ in range(300)])
+        end_time.eval()
+        at_evaluation = float(end_time.t_span()[1])
+    finally:
+        TIME_MODES.pop("short_steer")
+    assert draws.min() >= 0.1 and draws.max() <= 0.5 and draws.std() > 0.08  # U[0.1, 0.5]: std 0.115
+    assert at_evaluation == 0.5
+
+
+def test_all_three_train_two_steps_from_a_config(registered, tmp_path):
     cfg = load_config("configs/toy_checkerboard_toflow.yaml", [
         *SMALL, "solver.name=midpoint", "solver.step_size=0.1", "regularizers.time_kinetic=0.1",
         f"trainer.log_dir={tmp_path / 'run'}"])
@@ -81,6 +106,10 @@ def test_both_train_two_steps_from_a_config(registered, tmp_path):
     assert summary["steps"] == 2 and summary["solver"] == "midpoint"
     assert summary["nfe_forward_mean"] >= 2 * 5  # five midpoint steps of 0.1 on [0, 0.5]
     assert summary["end_times"][0] != 0.5 and math.isfinite(summary["test_nll"])
+    cfg = load_config("configs/toy_checkerboard_toflow.yaml", [
+        *SMALL, "time.mode=short_steer", f"trainer.log_dir={tmp_path / 'steer'}"])
+    summary = toflow.train(cfg)
+    assert summary["steps"] == 2 and summary["mode"] == "short_steer" and summary["end_times"] == [0.5]
 
 
 def test_config_keys_come_from_the_registries(registered):

@@ -2,14 +2,15 @@
 
 from .cnf import CNF, CNFDynamics, Flow, FlowOutput, standard_normal_logprob
 from .divergence import ExactTrace, HutchinsonTrace, make_trace
-from .end_time import EndTime, TemporalRegularization
+from .end_time import TIME_MODES, EndTime, TemporalRegularization, TimeMode, register_time_mode
 from .fields import ConcatConv2d, ConcatConvNet, ConcatSquashLinear, ConcatSquashMLP, LinearField
 from .multiscale import MultiscaleFlow
 from .transforms import LogitTransform, squeeze, unsqueeze
 
-__all__ = ["CNF", "CNFDynamics", "Flow", "FlowOutput", "ConcatConv2d", "ConcatConvNet", "ConcatSquashLinear", "ConcatSquashMLP",
-           "LogitTransform", "MultiscaleFlow", "squeeze", "unsqueeze", "EndTime", "ExactTrace",
-           "HutchinsonTrace", "LinearField", "TemporalRegularization", "make_trace", "standard_normal_logprob"]
+__all__ = ["CNF", "CNFDynamics", "ConcatConv2d", "ConcatConvNet", "ConcatSquashLinear", "ConcatSquashMLP", "EndTime",
+           "ExactTrace", "Flow", "FlowOutput", "HutchinsonTrace", "LinearField", "LogitTransform", "MultiscaleFlow",
+           "TIME_MODES", "TemporalRegularization", "TimeMode", "make_trace", "register_time_mode", "squeeze",
+           "standard_normal_logprob", "unsqueeze"]
 
 from .build import build_flow  # noqa: E402
 

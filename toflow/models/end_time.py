@@ -32,7 +32,6 @@ from torch import Tensor, nn
 
 from ..solvers import EndTimeRecord
 
-MODES = ("fixed", "joint", "steer", "toflow")
 GRADS = ("after_step", "same_pass")
 FORMER_GRADS = {"alternating": "after_step", "joint": "same_pass"}
 
@@ -54,6 +53,52 @@ class TemporalRegularization:
         return self.alpha * torch.sign(T.detach())
 
 
+class TimeMode:
+    """What a mode does with T: who trains it (``trained_by``: None, the weights' optimizer
+    ``"weights"``, or its own optimizer in the T step ``"own"``), and, for a mode that draws
+    T for each training solve (``draws``), :meth:`draw`. A new mode is a subclass and one
+    :func:`register_time_mode` line."""
+
+    name = "fixed"
+    trained_by: str | None = None
+    draws = False
+
+    def draw(self, end_time: "EndTime") -> float:
+        """T for one training solve of a drawing mode (evaluation runs at T0)."""
+        raise NotImplementedError
+
+
+class Joint(TimeMode):
+    name, trained_by = "joint", "weights"
+
+
+class Steer(TimeMode):
+    """T ~ U[t0 + eps, 2 T0 - t0 - eps] for each training solve, from the end time's own generator."""
+
+    name, draws = "steer", True
+
+    def draw(self, end_time: "EndTime") -> float:
+        lo, hi = end_time.bounds
+        return lo + (hi - lo) * float(torch.rand((), generator=end_time.generator, dtype=torch.float64))
+
+
+class ToFlow(TimeMode):
+    name, trained_by = "toflow", "own"
+
+
+TIME_MODES: dict[str, TimeMode] = {}
+
+
+def register_time_mode(mode: TimeMode) -> TimeMode:
+    """Make ``mode`` available as ``time.mode: <mode.name>``."""
+    TIME_MODES[mode.name] = mode
+    return mode
+
+
+for _mode in (TimeMode(), Joint(), Steer(), ToFlow()):
+    register_time_mode(_mode)
+
+
 def grad_name(grad: str) -> str:
     """``grad`` in its current spelling; a former one is accepted with a deprecation notice."""
     if grad in FORMER_GRADS:
@@ -66,15 +111,15 @@ def grad_name(grad: str) -> str:
 
 
 class EndTime(nn.Module):
-    """T of one block. ``mode``, ``lr``, ``alpha``, ``eps`` and ``grad`` as above; ``seed`` seeds
-    the STEER draws. Built by hand it is fixed; a config's ``time`` section builds it with
-    its own fields."""
+    """T of one block. ``mode`` (a name in :data:`TIME_MODES`), ``lr``, ``alpha``, ``eps`` and
+    ``grad`` as above; ``seed`` seeds a drawing mode's generator. Built by hand it is fixed;
+    a config's ``time`` section builds it with its own fields."""
 
     def __init__(self, t0: float = 0.0, T0: float = 0.5, mode: str = "fixed", lr: float = 1e-2, alpha: float = 0.1,
                  eps: float = 0.1, grad: str = "after_step", seed: int = 0):
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"time.mode: '{mode}' is not one of {', '.join(MODES)}")
+        if mode not in TIME_MODES:
+            raise ValueError(f"time.mode: '{mode}' is not one of {', '.join(TIME_MODES)}")
         if T0 <= t0:
             raise ValueError(f"time.T0: must exceed time.t0 = {t0}, got {T0}")
         if eps < 0 or eps >= T0 - t0:
@@ -86,8 +131,8 @@ class EndTime(nn.Module):
         self.grad = grad
         self.tr = TemporalRegularization(float(alpha))
         self.register_buffer("t0", torch.tensor(float(t0)))
-        self.T = nn.Parameter(torch.tensor(float(T0)), requires_grad=mode in ("joint", "toflow"))
-        self._steer = torch.Generator().manual_seed(seed)
+        self.T = nn.Parameter(torch.tensor(float(T0)), requires_grad=self.kind.trained_by is not None)
+        self.generator = torch.Generator().manual_seed(seed)  # a drawing mode's
         self.record: EndTimeRecord | None = None  # the last training solve's, for the T step after it
 
     @property
@@ -105,32 +150,34 @@ class EndTime(nn.Module):
         return t0 + self.eps, 2 * self.T0 - t0 - self.eps
 
     @property
+    def kind(self) -> TimeMode:
+        """The registered :class:`TimeMode` named by :attr:`mode`."""
+        return TIME_MODES[self.mode]
+
+    @property
     def trained_by_weights_optimizer(self) -> bool:
-        return self.mode == "joint"
+        return self.kind.trained_by == "weights"
 
     @property
     def has_own_optimizer(self) -> bool:
-        return self.mode == "toflow"
+        return self.kind.trained_by == "own"
 
     @property
     def grad_from_solve(self) -> bool:
         """Whether the backward pass of the solve gives dL/dT (joint, or toflow with same_pass)."""
-        return self.mode == "joint" or (self.mode == "toflow" and self.grad == "same_pass")
+        return self.trained_by_weights_optimizer or (self.has_own_optimizer and self.grad == "same_pass")
 
     @property
     def stepped_after_solve(self) -> bool:
         """Whether the T step takes dL/dT after the weights step (toflow with after_step)."""
-        return self.mode == "toflow" and self.grad == "after_step"
+        return self.has_own_optimizer and self.grad == "after_step"
 
     # ---------------------------------------------------------------- the solve's interval
     def end(self, differentiable: bool | None = None) -> Tensor:
-        """T for the next solve: a sample in steer training, T0 in steer evaluation."""
-        if self.mode == "steer":
-            if self.training:
-                lo, hi = self.bounds
-                u = torch.rand((), generator=self._steer, dtype=torch.float64)
-                return torch.tensor(lo + (hi - lo) * float(u), dtype=self.T.dtype, device=self.T.device)
-            return torch.full((), self.T0, dtype=self.T.dtype, device=self.T.device)
+        """T for the next solve: for a drawing mode (steer) a draw in training, T0 in evaluation."""
+        if self.kind.draws:
+            value = self.kind.draw(self) if self.training else self.T0
+            return torch.tensor(value, dtype=self.T.dtype, device=self.T.device)
         if differentiable is None:
             differentiable = self.grad_from_solve
         return self.T if differentiable and self.T.requires_grad else self.T.detach()
@@ -174,12 +221,12 @@ class EndTime(nn.Module):
         self.T.clamp_(lo, hi)
 
     def get_extra_state(self) -> dict:
-        return {"steer_rng": self._steer.get_state()}
+        return {"steer_rng": self.generator.get_state()}
 
     def set_extra_state(self, state: dict) -> None:
-        self._steer.set_state(state["steer_rng"])
+        self.generator.set_state(state["steer_rng"])
 
     def extra_repr(self) -> str:
         lo, hi = self.bounds
-        return (f"mode={self.mode}, grad={self.grad}, T={float(self.T.detach()):.4f}, T0={self.T0}, clip=[{lo:g}, {hi:g}], "
-                f"alpha={self.alpha}")
+        return (f"mode={self.mode}, grad={self.grad}, T={float(self.T.detach()):.4f}, T0={self.T0}, "
+                f"clip=[{lo:g}, {hi:g}], alpha={self.alpha}")

@@ -4,7 +4,8 @@ Temporal regularisation alpha |T| belongs to the end time: ``toflow.models.Tempo
 (also importable from here).
 """
 
-from .spatial import REGULARIZERS, JacobianFrobenius, KineticEnergy, Regularizer, build_regularizers, register_regularizer
+from .spatial import (REGULARIZERS, FieldEvaluation, JacobianFrobenius, KineticEnergy, Regularizer, build_regularizers,
+                      register_regularizer)
 
 SPATIAL = REGULARIZERS  # the former name of the registry
 
@@ -17,5 +18,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["JacobianFrobenius", "KineticEnergy", "REGULARIZERS", "Regularizer", "SPATIAL", "TemporalRegularization",
+__all__ = ["FieldEvaluation", "JacobianFrobenius", "KineticEnergy", "REGULARIZERS", "Regularizer", "SPATIAL", "TemporalRegularization",
            "build_regularizers", "register_regularizer"]

@@ -21,14 +21,14 @@ import torch
 from torch import Tensor, nn
 
 from .control import NonFiniteError, SolverError, Tolerance
-from .end_time_grad import Derivative, EndTimeRecord, along, attach_end_time, field_at_end
+from .end_time_grad import Derivative, EndTimeRecord, along, attach_end_time, end_time_grad, field_at_end
 from .sensitivity import solve_adjoint, solve_autograd
 
 __all__ = ["NonFiniteError", "Solver", "SolverError", "WithSensitivity"]
 
 
-def _continuous_derivative(f, t1: float, y1: Tensor, f1: Tensor | None, adjoint: Tensor) -> Tensor:
-    return (adjoint * field_at_end(f, t1, y1, f1)).sum()
+def _continuous_derivative(f, t1: float, y1: Tensor, adjoint: Tensor) -> Tensor:
+    return end_time_grad(adjoint, field_at_end(f, t1, y1))
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,12 @@ class Solver:
         with the weights of that moment."""
         if f1 is None and now:
             f1 = field_at_end(f, t1, y1)
-        return along(f1.detach()) if f1 is not None else partial(_continuous_derivative, f, t1, y1.detach(), None)
+        return along(f1.detach()) if f1 is not None else partial(_continuous_derivative, f, t1, y1.detach())
 
     def solve(self, f, y0: Tensor, t0: Tensor, t1: Tensor, params: tuple, tol: Tolerance,
               record: EndTimeRecord | None = None) -> Tensor:
         """y(t1) from y(t0) = y0, with gradients for y0, ``params`` and t1; ``record`` (for the
-        alternating T step) receives T, a(T) and the end-time derivative."""
+        after-step T step) receives T, a(T) and the end-time derivative."""
         y1, f1 = self.gradient_method(f, y0, t0, t1, params, tol)
         end = (f, y0.detach(), float(t0.detach()), float(t1.detach()), y1)
         fresh = self.end_time_derivative(*end)

@@ -1,4 +1,4 @@
-"""The end time's gradient, for every solver and for TO-FLOW's alternating T step.
+"""The end time's gradient, for every solver and for TO-FLOW's T step after the weights step.
 
 With a(T) = dL/dy(T) and v(T) = dy(T)/dT the velocity of the solution at its end,
 
@@ -9,7 +9,7 @@ stage, else one evaluation). A fixed grid of n steps stretches with T between mu
 of its step, so its v(T) is the derivative of the discrete solution, not F.
 
 The solvers' gradient methods treat T as a constant; :func:`attach_end_time` gives the
-solve's output its T gradient and, for the alternating step, fills an
+solve's output its T gradient and, for that T step (``time.grad: after_step``), fills an
 :class:`EndTimeRecord`: T, the derivative a -> a . v(T) and, once the backward pass has
 run, a(T). The record is held by the block's ``EndTime.record``.
 """
@@ -34,13 +34,18 @@ def field_at_end(f, t1: float, y1: Tensor, f1: Tensor | None = None) -> Tensor:
         return f(at(t1, y1), y1.detach())
 
 
+def end_time_grad(adjoint: Tensor, velocity: Tensor) -> Tensor:
+    """dL/dT = a(T) . v(T) (eq. 12-13), summed over the batch and the state."""
+    return (adjoint * velocity).sum()
+
+
 def along(velocity: Tensor) -> Derivative:
     """The derivative a -> a . v for a known velocity v."""
-    return lambda adjoint: (adjoint * velocity).sum()
+    return lambda adjoint: end_time_grad(adjoint, velocity)
 
 
 class EndTimeRecord:
-    """What the alternating T step needs from the last training solve of a block.
+    """What the after-step T step needs from the last training solve of a block.
 
     ``T``: where that solve ended; ``adjoint``: a(T) = dL/ds(T), set by the backward pass
     that followed it; ``derivative``: a -> a . v(T), evaluated with the weights as they are

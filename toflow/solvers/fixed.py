@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .base import WithSensitivity
-from .end_time_grad import Derivative
+from .end_time_grad import Derivative, end_time_grad
 from .integrators import FixedGrid
 from .steps import euler_step, rk4_step
 
@@ -31,7 +31,7 @@ def _discrete_derivative(grid: FixedGrid, f, y0: Tensor, t0: float, t1: float, m
     with torch.enable_grad():
         T = torch.tensor(t1, dtype=torch.float64, device=y0.device, requires_grad=True)
         y1, _ = grid.integrate(f, y0, t0, T, None, max_steps)
-        return torch.autograd.grad((adjoint * y1).sum(), T)[0]
+        return torch.autograd.grad(end_time_grad(adjoint, y1), T)[0]  # d/dT [a . y_n(T)] = a . v(T)
 
 
 @dataclass(frozen=True)

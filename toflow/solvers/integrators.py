@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import torch
 from torch import Tensor
 
 from .control import StepBudget, Tolerance, initial_step, next_step
@@ -104,15 +105,16 @@ class FixedGrid:
         return n, (t1 - t0) / n
 
     def integrate(self, f, y0: Tensor, t0: float, t1, tol: Tolerance, max_steps: int, record: Record = None):
-        if float(t1) == t0:
+        end = float(t1.detach()) if torch.is_tensor(t1) else t1
+        if end == t0:
             return y0, None
-        n, _ = self.steps(t0, float(t1))
-        h = (t1 - t0) / n
-        budget = StepBudget(max_steps, t0, float(t1), y0.dtype)
+        n, h_value = self.steps(t0, end)
+        h = (t1 - t0) / n  # h_value, or a tensor that carries T's gradient
+        budget = StepBudget(max_steps, t0, end, y0.dtype)
         step, y = self.step, y0
         for i in range(n):
             t = t0 + i * h
-            budget.spend(float(t), float(h))
+            budget.spend(t0 + i * h_value, h_value)
             if record is not None:
                 record(t, h, y)
             y = step(f, t, h, y)

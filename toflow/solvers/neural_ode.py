@@ -38,7 +38,7 @@ class FlowODE(NeuralODE):
 
     def end_state(self, x: Tensor, t_span: Tensor, record=None) -> Tensor:
         """The state at ``t_span[-1]`` of the solution from ``x`` at ``t_span[0]``; ``record``
-        (an :class:`~toflow.solvers.EndTimeRecord`) is filled for the alternating T step."""
+        (an :class:`~toflow.solvers.EndTimeRecord`) is filled for the after-step T step."""
         return self(x, t_span, args={"record": record})[-1]
 
     def integrate(self, f, x: Tensor, t_span: Tensor) -> Tensor:

@@ -176,8 +176,8 @@ class FlowModule(pl.LightningModule):
     def _log_step(self, loss, parts: dict, grad_norm, step: TimeStep, step_time: float) -> None:
         nfe = self.flow.nfe
         # NFE differ between processes (each solves its own shard): keep their mean
-        nfe_forward, nfe_backward, step_time = self.reduce_mean(
-            torch.tensor([nfe["forward"], nfe["backward"], step_time], dtype=torch.float64, device=loss.device)).tolist()
+        counts = torch.tensor([nfe["forward"], nfe["backward"], step_time], dtype=torch.float64, device=loss.device)
+        nfe_forward, nfe_backward, step_time = self.reduce_mean(counts).tolist()
         for key, value in (("steps", 1), ("nfe_forward", nfe_forward), ("nfe_backward", nfe_backward),
                            ("step_time", step_time)):
             self.totals[key] += value

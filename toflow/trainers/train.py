@@ -180,7 +180,7 @@ def _summary(cfg: RunConfig, module: FlowModule, step: int, scores: dict, run_di
         "time_per_iter_s": totals["step_time"] / steps,
         "wall_s": module.wall_s(),
         "steps": int(step),
-        "end_times": [float(et.T.detach()) if et.mode != "steer" else et.T0 for et in flow.end_times()],
+        "end_times": [float(et.T.detach()) for et in flow.end_times()],  # a drawing mode's T stays T0
         "params": sum(p.numel() for p in flow.parameters()),
         "bad_steps": int(totals["bad_steps"]),
         "log_dir": str(run_dir),
