@@ -44,6 +44,8 @@ class ModelConfig:
     probe: Optional[str] = None  # Hutchinson probe: rademacher (default) | gaussian
     num_blocks: Optional[int] = None  # images: CNF blocks per place in each scale (default 1, FFJORD's)
     logit_alpha: Optional[float] = None  # images: alpha of the logit transform (default 1e-6; RNODE on CIFAR-10: 0.05)
+    divergence: str = "auto"  # auto | tangents (first order) | vjp (vector-Jacobian products)
+    compile: Optional[bool] = None  # torch.compile the dynamics; null: for runs of 100 steps or more
 
 
 @dataclass

@@ -19,6 +19,7 @@ from .fields import ConcatConvNet, ConcatSquashMLP
 from .multiscale import MultiscaleFlow
 
 IMAGE_ONLY = ("num_blocks", "logit_alpha")  # model settings of the multiscale image flow
+COMPILE_FROM_STEPS = 100  # ``model.compile: null`` compiles runs this long: compiling takes seconds
 
 
 def build_end_time(cfg: RunConfig, index: int = 0) -> EndTime:
@@ -31,18 +32,20 @@ def build_flow(cfg: RunConfig):
     solver = build_solver(**asdict(cfg.solver))
     regularizers = build_regularizers(**cfg.regularizers)
     m = cfg.model
+    compile = m.compile if m.compile is not None else cfg.trainer.max_steps >= COMPILE_FROM_STEPS
     if cfg.data.name not in IMAGE_SETS:
         for key in IMAGE_ONLY:
             if getattr(m, key) is not None:
                 raise ValueError(f"model.{key}: not used by the 2-D flow (data.name={cfg.data.name})")
         field = ConcatSquashMLP(event_shape(cfg.data.name)[0], m.hidden, m.activation)
-        return CNF(field, build_end_time(cfg), solver, regularizers, trace=m.trace, probe=m.probe, name="block 0")
+        return CNF(field, build_end_time(cfg), solver, regularizers, trace=m.trace, probe=m.probe, name="block 0",
+                   divergence=m.divergence, compile=compile)
     built = []
 
     def make_block(shape: tuple) -> CNF:
         field = ConcatConvNet(shape[0], m.hidden, m.activation)
         block = CNF(field, build_end_time(cfg, len(built)), solver, regularizers, trace=m.trace, probe=m.probe,
-                    event_shape=shape, name=f"block {len(built)}")
+                    event_shape=shape, name=f"block {len(built)}", divergence=m.divergence, compile=compile)
         built.append(block)
         return block
 

@@ -17,6 +17,8 @@ Sampling integrates dz/dt = f from T back to t0, starting from z(T) ~ N(0, I).
 from __future__ import annotations
 
 import math
+import sys
+import weakref
 from typing import NamedTuple, Sequence
 
 import torch
@@ -103,29 +105,63 @@ class Flow(nn.Module):
             block.dynamics.nfe.update(forward=0, backward=0)
 
 
+DIVERGENCE_PATHS = ("auto", "tangents", "vjp")
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # dynamics -> its compiled ``evaluate``
+
+
 class CNFDynamics(nn.Module):
     """F(t, s) for s = [z, l, r..]: returns [f(z, t), -Tr(df/dz), g_j(z, t)..], flattened per sample.
 
-    The trace estimator computes the Jacobian quantities the regularisers ask for
-    (``needs``) beside the divergence. Counts its evaluations (``nfe``) by phase: forward,
-    or backward once the gradient of the solve's output has arrived.
+    The divergence comes from forward tangents where the field carries them
+    (``forward_with_tangents``) and the regularisers' Jacobian quantities are among those
+    the trace gives that way (``divergence="auto"``, or ``"tangents"`` to insist), else from
+    vector-Jacobian products (``"vjp"``); :attr:`path` says which. The trace estimator
+    computes the quantities the regularisers ask for (``needs``) beside the divergence.
+    ``compile``: evaluate through ``torch.compile`` (tangents only: the vector-Jacobian way
+    needs a double backward, which compiled graphs do not support); where compilation
+    fails, evaluation falls back to eager with one line on stderr.
+    Counts its evaluations (``nfe``) by phase: forward, or backward once the gradient of the
+    solve's output has arrived.
     """
 
-    def __init__(self, field: nn.Module, trace, event_shape: Sequence[int], regularizers: Sequence = ()):
+    def __init__(self, field: nn.Module, trace, event_shape: Sequence[int], regularizers: Sequence = (),
+                 divergence: str = "auto", compile: bool = False):
         super().__init__()
         self.field, self.trace = field, trace
         self.regularizers = tuple(regularizers)
         self.wants = tuple(sorted({need for r in self.regularizers for need in r.needs}))
-        for r in self.regularizers:
-            missing = [need for need in r.needs if need not in trace.provides]
-            if missing:
-                raise ValueError(f"regularizers.{r.name}: needs {', '.join(missing)}, which the {trace.name} trace "
-                                 "does not give")
+        self.tangents = self._choose_path(divergence)
+        self.compile = compile
         self.event_shape = tuple(event_shape)
         self.numel = math.prod(self.event_shape)
         self.probe: Tensor | None = None
         self.nfe = {"forward": 0, "backward": 0}
         self.phase = "forward"
+
+    def _choose_path(self, divergence: str) -> bool:
+        if divergence not in DIVERGENCE_PATHS:
+            raise ValueError(f"model.divergence: '{divergence}' is not one of {', '.join(DIVERGENCE_PATHS)}")
+        fits = {"tangents": hasattr(self.field, "forward_with_tangents")
+                and all(need in self.trace.tangent_provides for need in self.wants),
+                "vjp": all(need in self.trace.provides for need in self.wants)}
+        if divergence == "auto":
+            divergence = "tangents" if fits["tangents"] else "vjp"
+        if not fits[divergence]:
+            provides = self.trace.tangent_provides if divergence == "tangents" else self.trace.provides
+            for r in self.regularizers:
+                missing = [need for need in r.needs if need not in provides]
+                if missing:
+                    how = "forward tangents" if divergence == "tangents" else "vector-Jacobian products"
+                    raise ValueError(f"regularizers.{r.name}: needs {', '.join(missing)}, which the {self.trace.name} "
+                                     f"trace does not give by {how}")
+            raise ValueError(f"model.divergence: tangents need a field with forward_with_tangents, not "
+                             f"{type(self.field).__name__}")
+        return divergence == "tangents"
+
+    @property
+    def path(self) -> str:
+        path = "forward tangents (first order)" if self.tangents else "vector-Jacobian products (double backward)"
+        return path + (", compiled" if self.compile and self.tangents else "")
 
     def begin(self, phase: str) -> None:
         """Count the following evaluations as ``phase`` (``forward`` or ``backward``)."""
@@ -133,19 +169,54 @@ class CNFDynamics(nn.Module):
 
     def forward(self, t: Tensor, state: Tensor, args=None) -> Tensor:
         self.nfe[self.phase] += 1
+        if self.compile:
+            if not self.tangents:
+                self._eager("the divergence is by vector-Jacobian products, whose double backward torch.compile "
+                            "cannot differentiate")
+            else:
+                try:
+                    return self._compiled()(t, state, self.probe)
+                except Exception as err:  # torch.compile raises many kinds where it cannot run
+                    reason = (str(err).strip().splitlines() or [""])[0][:200]
+                    self._eager(f"torch.compile failed here ({type(err).__name__}: {reason})")
+        return self.evaluate(t, state, self.probe)
+
+    def _eager(self, why: str) -> None:
+        self.compile = False
+        print(f"model.compile: {why}; evaluating eagerly", file=sys.stderr)
+
+    def _compiled(self):
+        if self not in _COMPILED:
+            # the blocks share one code object, whose variants (shape, grad mode) count against one
+            # limit: 8 per compiled block instead of 8 in all
+            config = torch._dynamo.config
+            config.recompile_limit = max(config.recompile_limit, 8 * (len(_COMPILED) + 1))
+            _COMPILED[self] = torch.compile(self.evaluate)
+        return _COMPILED[self]
+
+    def evaluate(self, t: Tensor, state: Tensor, probe: Tensor | None) -> Tensor:
+        """F(t, s) with the Hutchinson ``probe`` of this solve (None for the exact trace)."""
         z = state[:, : self.numel].reshape(-1, *self.event_shape)
+        if self.tangents:
+            tangents = self.trace.tangents(z, probe)
+            dz, jv = self.field.forward_with_tangents(t, z, tangents)
+            divergence, jacobian = self.trace.from_tangents(jv, tangents, self.wants)
+            return torch.cat(self._columns(t, z, dz, divergence, jacobian, probe), 1)
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             if not (create_graph and z.requires_grad):
                 z = z.detach().requires_grad_(True)
             dz = self.field(t, z)
-            divergence, jacobian = self.trace(dz, z, self.probe, create_graph, self.wants)
-            columns = [dz.flatten(1), -divergence[:, None]]
-            if self.regularizers:
-                ev = FieldEvaluation(t, z, dz, jacobian, self.probe)
-                columns += [r.integrand(ev)[:, None] for r in self.regularizers]
-        out = torch.cat(columns, 1)
+            divergence, jacobian = self.trace(dz, z, probe, create_graph, self.wants)
+            out = torch.cat(self._columns(t, z, dz, divergence, jacobian, probe), 1)
         return out if create_graph else out.detach()
+
+    def _columns(self, t: Tensor, z: Tensor, dz: Tensor, divergence: Tensor, jacobian: dict, probe) -> list:
+        columns = [dz.flatten(1), -divergence[:, None]]
+        if self.regularizers:
+            ev = FieldEvaluation(t, z, dz, jacobian, probe)
+            columns += [r.integrand(ev)[:, None] for r in self.regularizers]
+        return columns
 
 
 class CNF(Flow):
@@ -153,20 +224,22 @@ class CNF(Flow):
 
     ``forward(x)`` returns ``(z, log_det)`` with ``log_det = int Tr(df/dz) dt`` (so
     ``log p(x) = log N(z) + log_det``); ``log_prob``, ``sample`` and ``inverse`` follow.
-    ``trace``: ``exact`` (one vector-Jacobian product per dimension), ``hutchinson``
-    (one, with a Rademacher or Gaussian ``probe`` fixed within a solve) or ``auto``.
+    ``trace``: ``exact`` (one tangent or vector-Jacobian product per dimension),
+    ``hutchinson`` (one, with a Rademacher or Gaussian ``probe`` fixed within a solve) or
+    ``auto``; ``divergence`` (how the trace is taken) and ``compile``: see :class:`CNFDynamics`.
     """
 
     def __init__(self, field: nn.Module, end_time: EndTime | None = None, solver: Solver | None = None,
                  regularizers: Sequence = (), trace: str = "auto", probe: str | None = None,
-                 event_shape: Sequence[int] | None = None, name: str = "CNF block"):
+                 event_shape: Sequence[int] | None = None, name: str = "CNF block", divergence: str = "auto",
+                 compile: bool = False):
         super().__init__()
         self.name = name
         event_shape = tuple(event_shape) if event_shape is not None else (field.dim,)
         self.end_time = end_time if end_time is not None else EndTime(mode="fixed")
         self.solver = solver if solver is not None else Dopri5()
         self.trace = make_trace(trace, math.prod(event_shape), probe) if isinstance(trace, str) else trace
-        self.dynamics = CNFDynamics(field, self.trace, event_shape, regularizers)
+        self.dynamics = CNFDynamics(field, self.trace, event_shape, regularizers, divergence, compile)
         self.ode = self.solver.build(self.dynamics)
         self.event_shape = self.latent_shape = event_shape
 

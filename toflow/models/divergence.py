@@ -1,11 +1,19 @@
 """Estimators of the divergence Tr(df/dz) that drives the log-density (paper eq. 2).
 
-An estimator takes the field's output ``dz`` (computed from ``z`` with the graph kept) and
-returns one trace per sample and a dict of the Jacobian quantities asked for in ``wants``
-(those in its ``provides``), computed from the same vector-Jacobian products: the
-spatial regularisers read them (:mod:`toflow.regularizers.spatial`). ``create_graph``
-must be true whenever the results will be differentiated (autograd through the solver, or
-the adjoint's vector-Jacobian products).
+Two ways to the same trace:
+
+- **forward tangents** (first order; toflow's own fields): the estimator gives the
+  tangents V (:meth:`tangents`), the field returns J v for each beside f
+  (``forward_with_tangents``), and :meth:`from_tangents` reads the trace off them. Every
+  gradient through the divergence is then a first-order one.
+- **vector-Jacobian products** (any field): ``__call__`` takes the field's output ``dz``
+  (computed from ``z`` with the graph kept) and differentiates it; ``create_graph`` must
+  be true whenever the results will be differentiated (autograd through the solver, or
+  the adjoint's vector-Jacobian products), which makes those gradients double backward.
+
+Either way the estimator returns one trace per sample and a dict of the Jacobian
+quantities asked for in ``wants`` (those it ``provides`` on that way), computed from the
+same products: the spatial regularisers read them (:mod:`toflow.regularizers.spatial`).
 
 ``TRACES`` and ``PROBES`` are the names a config may give (``model.trace``, ``model.probe``).
 """
@@ -26,6 +34,26 @@ class ExactTrace:
     name = "exact"
     needs_probe = False
     provides = ("frobenius_sq", "jacobian")
+    tangent_provides = ("frobenius_sq", "jacobian")
+
+    @staticmethod
+    def tangents(z: Tensor, probe: Tensor | None) -> Tensor:
+        """The unit vectors e_1 .. e_D, (D, B, *shape)."""
+        dim = z[0].numel()
+        eye = torch.eye(dim, dtype=z.dtype, device=z.device).reshape(dim, 1, *z.shape[1:])
+        return eye.expand(dim, *z.shape)
+
+    @staticmethod
+    def from_tangents(jv: Tensor, tangents: Tensor, wants=()) -> tuple[Tensor, dict]:
+        """Tr(J) = sum_i (J e_i)_i; ||J||_F^2 = sum_i ||J e_i||^2; J's rows."""
+        columns = jv.flatten(2)  # (D, B, D): column i of J for each sample
+        trace = torch.diagonal(columns.transpose(0, 1), dim1=1, dim2=2).sum(1)
+        quantities = {}
+        if "frobenius_sq" in wants:
+            quantities["frobenius_sq"] = columns.pow(2).sum((0, 2))
+        if "jacobian" in wants:
+            quantities["jacobian"] = columns.permute(1, 2, 0)
+        return trace, quantities
 
     def __call__(self, dz: Tensor, z: Tensor, probe: Tensor | None, create_graph: bool,
                  wants=()) -> tuple[Tensor, dict]:
@@ -54,12 +82,30 @@ class HutchinsonTrace:
     ``distribution`` is ``"rademacher"`` (entries +-1, the lower-variance default) or
     ``"gaussian"``. The probe ``e`` is drawn once per solve (:meth:`sample_probe`) and held
     fixed while the solver integrates, so the estimate is a smooth function of time.
-    The same product gives ||J||_F^2 ~ ||e^T J||^2 (unbiased: E[J^T e e^T J] = J^T J).
+    The same product gives ||J||_F^2 ~ ||e^T J||^2 (unbiased: E[J^T e e^T J] = J^T J); by
+    forward tangents, J e gives e . J e and ||J e||^2, as unbiased.
     """
 
     name = "hutchinson"
     needs_probe = True
     provides = ("frobenius_sq", "vjp")
+    tangent_provides = ("frobenius_sq", "jvp")
+
+    @staticmethod
+    def tangents(z: Tensor, probe: Tensor | None) -> Tensor:
+        """The probe e, (1, B, *shape)."""
+        if probe is None:
+            raise RuntimeError("Hutchinson trace: no probe was drawn for this solve")
+        return probe[None]
+
+    @staticmethod
+    def from_tangents(jv: Tensor, tangents: Tensor, wants=()) -> tuple[Tensor, dict]:
+        """Tr(J) ~ e . J e; ||J||_F^2 ~ ||J e||^2 (unbiased: E[e^T J^T J e] = Tr(J^T J))."""
+        je, probe = jv[0], tangents[0]
+        quantities = {"jvp": je} if "jvp" in wants else {}
+        if "frobenius_sq" in wants:
+            quantities["frobenius_sq"] = je.flatten(1).pow(2).sum(1)
+        return (je * probe).flatten(1).sum(1), quantities
 
     def __init__(self, distribution: str = "rademacher"):
         if distribution not in PROBES:

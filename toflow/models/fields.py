@@ -1,10 +1,18 @@
-"""Time-dependent vector fields f(z, t; theta) for the flow ODE (paper eq. 2)."""
+"""Time-dependent vector fields f(z, t; theta) for the flow ODE (paper eq. 2).
+
+toflow's fields also carry tangents forward beside their activations:
+``forward_with_tangents(t, z, V)`` returns f(z, t) and the Jacobian-vector products J v
+for a stack of tangents V (K, B, *shape), J = df/dz, so that the divergence comes out of
+the forward pass (:mod:`toflow.models.divergence`) and every gradient through it is first
+order. f is computed by the same operations as ``forward``.
+"""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 ACTIVATIONS = {
@@ -13,6 +21,15 @@ ACTIVATIONS = {
     "elu": nn.ELU,
     "relu": nn.ReLU,
     "swish": nn.SiLU,
+}
+
+# d act / dx from the input x and the output y, as autograd's backward formulas take it
+DERIVATIVES = {
+    nn.Tanh: lambda x, y: 1 - y * y,
+    nn.Softplus: lambda x, y: torch.where(x > 20, torch.ones_like(x), torch.sigmoid(x)),  # linear above 20
+    nn.ELU: lambda x, y: torch.where(x > 0, torch.ones_like(x), y + 1),
+    nn.ReLU: lambda x, y: (x > 0).to(x.dtype),
+    nn.SiLU: lambda x, y: torch.sigmoid(x) * (1 + x * (1 - torch.sigmoid(x))),
 }
 
 
@@ -46,6 +63,12 @@ class ConcatSquashLinear(nn.Module):
         t = t.reshape(1, 1).to(x)
         return self.layer(x) * torch.sigmoid(self.hyper_gate(t)) + self.hyper_bias(t)
 
+    def forward_with_tangents(self, t: Tensor, x: Tensor, dx: Tensor) -> tuple[Tensor, Tensor]:
+        """(y, dy) with dy = (W dx) * sigmoid(g t + c) for each tangent in the stack dx."""
+        t = t.reshape(1, 1).to(x)
+        gate = torch.sigmoid(self.hyper_gate(t))
+        return self.layer(x) * gate + self.hyper_bias(t), F.linear(dx, self.layer.weight) * gate
+
 
 class _TimeLayerStack(nn.Module):
     """f(z, t) = L_K(t, act(... act(L_1(t, z)) ...)) for time-aware layers L_k."""
@@ -57,6 +80,14 @@ class _TimeLayerStack(nn.Module):
         for layer, act in zip(self.layers[:-1], self.acts):
             z = act(layer(t, z))
         return self.layers[-1](t, z)
+
+    def forward_with_tangents(self, t: Tensor, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
+        """f(z, t) and J v for each tangent v in the stack ``dz`` (K, B, *shape)."""
+        for layer, act in zip(self.layers[:-1], self.acts):
+            x, dx = layer.forward_with_tangents(t, z, dz)
+            z = act(x)
+            dz = DERIVATIVES[type(act)](x, z) * dx
+        return self.layers[-1].forward_with_tangents(t, z, dz)
 
 
 class ConcatSquashMLP(_TimeLayerStack):
@@ -84,6 +115,9 @@ class LinearField(nn.Module):
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         return z @ self.A.T
 
+    def forward_with_tangents(self, t: Tensor, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
+        return z @ self.A.T, dz @ self.A.T
+
 
 class ConcatConv2d(nn.Module):
     """3x3 convolution of [x, t] with the time concatenated as one more input channel (FFJORD's ``concat``)."""
@@ -95,6 +129,12 @@ class ConcatConv2d(nn.Module):
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
         tt = t.to(x).reshape(1, 1, 1, 1).expand(x.shape[0], 1, *x.shape[2:])
         return self.conv(torch.cat([tt, x], 1))
+
+    def forward_with_tangents(self, t: Tensor, x: Tensor, dx: Tensor) -> tuple[Tensor, Tensor]:
+        """(y, dy): the tangents see the convolution of x's channels, without time and bias."""
+        c = self.conv
+        dy = F.conv2d(dx.flatten(0, 1), c.weight[:, 1:], None, c.stride, c.padding, c.dilation, c.groups)
+        return self.forward(t, x), dy.unflatten(0, dx.shape[:2])
 
 
 class ConcatConvNet(_TimeLayerStack):

@@ -104,7 +104,7 @@ def _module(cfg: RunConfig, source: DataSource | None) -> FlowModule:
     module = FlowModule(cfg, source)
     blocks = module.flow.blocks()
     print(f"{cfg.name}: {sum(p.numel() for p in module.flow.parameters()):,} parameters in {len(blocks)} CNF "
-          f"block{'s' if len(blocks) > 1 else ''}", flush=True)
+          f"block{'s' if len(blocks) > 1 else ''}; divergence by {blocks[0].dynamics.path}", flush=True)
     return module
 
 
