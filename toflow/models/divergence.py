@@ -25,16 +25,15 @@ from torch import Tensor
 
 
 class ExactTrace:
-    """Tr(J) = sum_i (e_i^T J)_i: one vector-Jacobian product per dimension (FFJORD's brute force).
+    """Tr(J) = sum_i (e_i^T J)_i: one vector-Jacobian product (or tangent) per dimension
+    (FFJORD's brute force).
 
-    Exact; costs D backward passes, so it is the default only at low dimension. The rows
-    it computes give ||J||_F^2 = sum_i ||e_i^T J||^2 exactly, and J itself.
+    Exact; costs D products, so it is the default only at low dimension. They give
+    ||J||_F^2 = sum_i ||e_i^T J||^2 exactly, and J itself.
     """
 
-    name = "exact"
-    needs_probe = False
-    provides = ("frobenius_sq", "jacobian")
-    tangent_provides = ("frobenius_sq", "jacobian")
+    name, needs_probe = "exact", False
+    provides = tangent_provides = ("frobenius_sq", "jacobian")
 
     @staticmethod
     def tangents(z: Tensor, probe: Tensor | None) -> Tensor:
@@ -86,26 +85,18 @@ class HutchinsonTrace:
     forward tangents, J e gives e . J e and ||J e||^2, as unbiased.
     """
 
-    name = "hutchinson"
-    needs_probe = True
-    provides = ("frobenius_sq", "vjp")
-    tangent_provides = ("frobenius_sq", "jvp")
+    name, needs_probe = "hutchinson", True
+    provides, tangent_provides = ("frobenius_sq", "vjp"), ("frobenius_sq", "jvp")
 
     @staticmethod
     def tangents(z: Tensor, probe: Tensor | None) -> Tensor:
         """The probe e, (1, B, *shape)."""
-        if probe is None:
-            raise RuntimeError("Hutchinson trace: no probe was drawn for this solve")
-        return probe[None]
+        return _drawn(probe)[None]
 
     @staticmethod
     def from_tangents(jv: Tensor, tangents: Tensor, wants=()) -> tuple[Tensor, dict]:
         """Tr(J) ~ e . J e; ||J||_F^2 ~ ||J e||^2 (unbiased: E[e^T J^T J e] = Tr(J^T J))."""
-        je, probe = jv[0], tangents[0]
-        quantities = {"jvp": je} if "jvp" in wants else {}
-        if "frobenius_sq" in wants:
-            quantities["frobenius_sq"] = je.flatten(1).pow(2).sum(1)
-        return (je * probe).flatten(1).sum(1), quantities
+        return _with_probe(jv[0], tangents[0], "jvp", wants)
 
     def __init__(self, distribution: str = "rademacher"):
         if distribution not in PROBES:
@@ -120,14 +111,22 @@ class HutchinsonTrace:
 
     def __call__(self, dz: Tensor, z: Tensor, probe: Tensor | None, create_graph: bool,
                  wants=()) -> tuple[Tensor, dict]:
-        if probe is None:
-            raise RuntimeError("Hutchinson trace: no probe was drawn for this solve")
-        e_J = torch.autograd.grad(dz, z, probe, create_graph=create_graph, retain_graph=True)[0]
-        trace = (e_J * probe).flatten(1).sum(1)
-        quantities = {"vjp": e_J} if "vjp" in wants else {}
-        if "frobenius_sq" in wants:
-            quantities["frobenius_sq"] = e_J.flatten(1).pow(2).sum(1)
-        return trace, quantities
+        e_J = torch.autograd.grad(dz, z, _drawn(probe), create_graph=create_graph, retain_graph=True)[0]
+        return _with_probe(e_J, probe, "vjp", wants)
+
+
+def _drawn(probe: Tensor | None) -> Tensor:
+    if probe is None:
+        raise RuntimeError("Hutchinson trace: no probe was drawn for this solve")
+    return probe
+
+
+def _with_probe(product: Tensor, probe: Tensor, name: str, wants) -> tuple[Tensor, dict]:
+    """e . p and, as asked, p itself (``name``) and ||p||^2, for p = e^T J or J e."""
+    quantities = {name: product} if name in wants else {}
+    if "frobenius_sq" in wants:
+        quantities["frobenius_sq"] = product.flatten(1).pow(2).sum(1)
+    return (product * probe).flatten(1).sum(1), quantities
 
 
 TRACES = {"exact": ExactTrace, "hutchinson": HutchinsonTrace}
