@@ -128,6 +128,11 @@ def evaluation_costs(module: FlowModule, x: torch.Tensor, repeats: int) -> list[
 
 
 def profile(config: str, overrides: list[str], steps: int, warmup: int, repeats: int) -> dict:
+    as_configured = toflow.load_config(config, overrides)  # compiled or not as the full run would be
+    if getattr(as_configured.model, "compile", False) is None:
+        from toflow.models.build import COMPILE_FROM_STEPS
+
+        overrides = [*overrides, f"model.compile={as_configured.trainer.max_steps >= COMPILE_FROM_STEPS}"]
     cfg = toflow.load_config(config, [
         "trainer.num_threads=1", f"trainer.max_steps={warmup + steps}", "trainer.eval_every=100000",
         "trainer.viz_every=100000", "trainer.checkpoint_every=100000", "trainer.progress_bar=false",

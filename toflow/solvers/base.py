@@ -109,6 +109,7 @@ class WithSensitivity(Solver):
     sensitivity: str = "adjoint"
 
     sensitivities = ("adjoint", "autograd")
+    reduced_adjoint = True  # the backward state without the integral columns (sensitivity.solve_adjoint)
 
     def __post_init__(self):
         super().__post_init__()
@@ -117,5 +118,6 @@ class WithSensitivity(Solver):
                              f"for {self.name}")
 
     def gradient_method(self, f, y0, t0, t1, params, tol):
-        method = solve_adjoint if self.sensitivity == "adjoint" else solve_autograd
-        return method(self.integrator, f, y0, t0, t1, params, tol, self.max_steps)
+        if self.sensitivity == "autograd":
+            return solve_autograd(self.integrator, f, y0, t0, t1, params, tol, self.max_steps)
+        return solve_adjoint(self.integrator, f, y0, t0, t1, params, tol, self.max_steps, self.reduced_adjoint)

@@ -10,7 +10,10 @@ t0 is a constant (its gradient is never returned).
 
       d/dt [y, a, a_theta] = [F, -a dF/dy, -a dF/dtheta],  [y, a, a_theta](T) = [y(T), dL/dy(T), 0],
 
-  with the same integrator and tolerances; the step control sees y and a only (seminorm).
+  with the same integrator and tolerances. Of a flow's augmented state only z feeds back
+  into F: the log-density and regulariser columns are integrals, so their adjoints stay
+  dL/dl(T), dL/dr(T) and their reconstruction is never read. The backward state is
+  therefore [z, a_z, a_theta], and the step control sees z and a_z only (seminorm).
 """
 
 from __future__ import annotations
@@ -31,11 +34,11 @@ def _flat(tensors, like) -> Tensor:
 
 class _Adjoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y0, t0, t1, integrator, f, tol, max_steps, *params):
+    def forward(ctx, y0, t0, t1, integrator, f, tol, max_steps, reduced, *params):
         with torch.no_grad():
             y1, f1 = integrator.integrate(f, y0, float(t0), float(t1), tol, max_steps)
         ctx.integrator, ctx.f, ctx.tol, ctx.max_steps = integrator, f, tol, max_steps
-        ctx.times = (float(t0), float(t1))
+        ctx.times, ctx.reduced = (float(t0), float(t1)), reduced
         ctx.save_for_backward(y1, *params)
         f1 = y1.new_zeros(0) if f1 is None else f1
         ctx.mark_non_differentiable(f1)
@@ -44,31 +47,39 @@ class _Adjoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y1, _grad_f1):
         y1, *params = ctx.saved_tensors
-        f, (t0, t1) = ctx.f, ctx.times
-        shape, n = y1.shape, y1.numel()
+        # the state's leading ``kept`` columns feed back into F; the integrals after them do not,
+        # so their adjoints are constant and their reconstruction is never read: leave both out
+        kept = ctx.tol.controlled if ctx.reduced and ctx.tol.controlled is not None else y1.shape[-1]
+        z1, a1 = y1[..., :kept], grad_y1[..., :kept]
+        integrals, a_integrals = torch.zeros_like(y1[..., kept:]), grad_y1[..., kept:]
+        shape, n = z1.shape, z1.numel()
 
         def adjoint_dynamics(t: Tensor, state: Tensor) -> Tensor:
             flat = state[0]
-            y, a = flat[:n].reshape(shape), flat[n: 2 * n].reshape(shape)
+            z, a = flat[:n].reshape(shape), flat[n: 2 * n].reshape(shape)
             with torch.enable_grad():
-                y = y.detach().requires_grad_(True)
-                dy = f(t, y)
-                vjp = torch.autograd.grad(dy, (y, *params), a, allow_unused=True)
-            vjp = [torch.zeros_like(x) if g is None else g for g, x in zip(vjp, (y, *params))]
-            return torch.cat([dy.detach().reshape(-1), *(-g.reshape(-1) for g in vjp)])[None]
+                z = z.detach().requires_grad_(True)
+                dy = ctx.f(t, torch.cat([z, integrals], -1))
+                vjp = torch.autograd.grad(dy, (z, *params), torch.cat([a, a_integrals], -1), allow_unused=True)
+            vjp = [torch.zeros_like(x) if g is None else g for g, x in zip(vjp, (z, *params))]
+            return torch.cat([dy[..., :kept].detach().reshape(-1), *(-g.reshape(-1) for g in vjp)])[None]
 
-        start = torch.cat([y1.reshape(-1), grad_y1.reshape(-1), _flat([torch.zeros_like(p) for p in params], y1)])
+        start = torch.cat([z1.reshape(-1), a1.reshape(-1), _flat([torch.zeros_like(p) for p in params], y1)])
         adjoint_tol = Tolerance(ctx.tol.atol, ctx.tol.rtol, controlled=2 * n)
-        end, _ = ctx.integrator.integrate(adjoint_dynamics, start[None], t1, t0, adjoint_tol, ctx.max_steps)
+        end, _ = ctx.integrator.integrate(adjoint_dynamics, start[None], ctx.times[1], ctx.times[0], adjoint_tol,
+                                          ctx.max_steps)
         end = end[0]
-        grad_y0 = end[n: 2 * n].reshape(shape)
+        grad_y0 = torch.cat([end[n: 2 * n].reshape(shape), a_integrals], -1)
         grad_params, offset = [], 2 * n
         for p in params:
             grad_params.append(end[offset: offset + p.numel()].reshape(p.shape))
             offset += p.numel()
-        return (grad_y0, None, None, None, None, None, None, *grad_params)
+        return (grad_y0, None, None, None, None, None, None, None, *grad_params)
 
 
-def solve_adjoint(integrator, f, y0: Tensor, t0: Tensor, t1: Tensor, params, tol: Tolerance, max_steps: int):
-    y1, f1 = _Adjoint.apply(y0, t0.detach(), t1.detach(), integrator, f, tol, max_steps, *params)
+def solve_adjoint(integrator, f, y0: Tensor, t0: Tensor, t1: Tensor, params, tol: Tolerance, max_steps: int,
+                  reduced: bool = True):
+    """``reduced``: the backward state holds only the columns that feed back into F (the first
+    ``tol.controlled``), with their adjoints and the weights'; False: the whole state."""
+    y1, f1 = _Adjoint.apply(y0, t0.detach(), t1.detach(), integrator, f, tol, max_steps, reduced, *params)
     return y1, (f1 if f1.numel() else None)
