@@ -267,3 +267,36 @@ def test_the_reduced_adjoint_state_gives_the_full_states_gradients(name):
     assert abs(float(weight.grad[2, 3]) - fd) <= (1e-6 if name == "dopri5" else 1e-3) * max(1.0, abs(fd))
     if name == "dopri5":
         assert got["reduced"][3] <= got["full"][3]  # the log-density's reconstruction no longer sets the steps
+
+
+def test_auto_sensitivity_picks_by_its_rule():
+    from toflow.solvers.auto import Footprint, choose
+
+    mib = 2**20
+    footprint = Footprint(evaluations=100, bytes_per_evaluation={(8, 3): 1 * mib}, state_bytes=mib // 10)
+    # autograd holds 100 evaluations' graphs (100 MiB); ACA 100 states and one step's graph (10 + 6 MiB)
+    assert choose(footprint, (8, 3), 200) == "autograd"
+    assert choose(footprint, (8, 3), 50) == "aca"
+    assert choose(footprint, (8, 3), 10) == "adjoint"
+    assert choose(footprint, (8, 3), 50, ("autograd", "adjoint")) == "adjoint"  # a fixed grid has no ACA
+    assert choose(Footprint(), (8, 3), 10**6) == "adjoint"  # a block's first solve: E not known yet
+    assert choose(footprint, (16, 3), 10**6) == "adjoint"  # b not measured for this shape
+
+
+@pytest.mark.parametrize("budget,expected", [(1e-3, "adjoint"), (1e4, "autograd")])
+def test_auto_sensitivity_gives_the_exact_gradient_of_its_choice(budget, expected):
+    from toflow.solvers.auto import footprint_of
+
+    x = X.clone()
+    grads = {}
+    for sensitivity, settings in (("auto", {"memory_budget_mb": budget}), (expected, {})):
+        flow = tiny_cnf((8, 8), Dopri5(atol=1e-8, rtol=1e-8, sensitivity=sensitivity, **settings), seed=3)
+        for _ in range(2):  # the first solve measures, the second chooses
+            flow.zero_grad()
+            loss_fn(flow, x).backward()
+        grads[sensitivity] = torch.cat([p.grad.flatten() for p in flow.field.parameters()])
+        if sensitivity == "auto":
+            footprint = footprint_of(flow.ode.vf)
+            assert footprint.method == expected and footprint.evaluations > 0
+            assert 0 < footprint.bytes_per_evaluation[(len(x), 3)] < 2**20
+    assert torch.allclose(grads["auto"], grads[expected], rtol=1e-12, atol=1e-14)

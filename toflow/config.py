@@ -62,7 +62,8 @@ class TimeConfig:
 @dataclass
 class SolverConfig:
     name: str = "dopri5"
-    sensitivity: Optional[str] = None  # adjoint (default) | autograd, for the solvers that offer the choice
+    sensitivity: Optional[str] = None  # adjoint (default) | autograd | auto, for the solvers that offer the choice
+    memory_budget_mb: Optional[float] = None  # sensitivity auto: memory a solve's gradient may hold (default 2048)
     atol: float = 1.0e-5
     rtol: float = 1.0e-5
     test_atol: Optional[float] = None  # evaluation tolerances; None: the training ones

@@ -58,7 +58,8 @@ def build_solver(name: str = "dopri5", **settings) -> Solver:
     settings = {key: value for key, value in settings.items() if value is not None}
     for key in settings:
         if key not in solver_settings(name):
-            raise ValueError(f"solver.{key}: not used by {name} (it takes {', '.join(solver_settings(name))})")
+            raise ValueError(f"solver.{key}: not used by {name} (it takes {', '.join(solver_settings(name))}; "
+                             f"leave solver.{key} null)")
     return SOLVERS[name](**settings)
 
 

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from .control import NonFiniteError, SolverError, Tolerance
 from .end_time_grad import Derivative, EndTimeRecord, along, attach_end_time, end_time_grad, field_at_end
+from . import auto
 from .sensitivity import solve_adjoint, solve_autograd
 
 __all__ = ["NonFiniteError", "Solver", "SolverError", "WithSensitivity"]
@@ -104,20 +105,43 @@ class Solver:
 @dataclass(frozen=True)
 class WithSensitivity(Solver):
     """A solver whose gradient method is chosen: ``adjoint`` (the adjoint system solved
-    backward; memory constant in the steps) or ``autograd`` (through the accepted steps)."""
+    backward; memory constant in the steps), ``autograd`` (through the accepted steps) or
+    ``auto`` (per block, the fastest exact method whose memory fits ``memory_budget_mb``:
+    :mod:`toflow.solvers.auto`)."""
 
     sensitivity: str = "adjoint"
+    memory_budget_mb: float | None = None  # for ``auto``; None: auto.BUDGET_MB
 
-    sensitivities = ("adjoint", "autograd")
+    sensitivities = ("adjoint", "autograd", "auto")
     reduced_adjoint = True  # the backward state without the integral columns (sensitivity.solve_adjoint)
+    checkpointed = None  # an adaptive-checkpoint method for ``auto`` (dopri5: ACA)
 
     def __post_init__(self):
         super().__post_init__()
         if self.sensitivity not in self.sensitivities:
             raise ValueError(f"solver.sensitivity: '{self.sensitivity}' is not one of {', '.join(self.sensitivities)} "
                              f"for {self.name}")
+        if self.memory_budget_mb is not None and (self.sensitivity != "auto" or not self.memory_budget_mb > 0):
+            raise ValueError(f"solver.memory_budget_mb: a positive budget for sensitivity auto, got "
+                             f"{self.memory_budget_mb} with sensitivity {self.sensitivity}")
 
     def gradient_method(self, f, y0, t0, t1, params, tol):
-        if self.sensitivity == "autograd":
+        if self.sensitivity != "auto":
+            return self._run(self.sensitivity, f, y0, t0, t1, params, tol)
+        footprint, shape = auto.footprint_of(f), tuple(y0.shape)
+        if shape not in footprint.bytes_per_evaluation:
+            footprint.bytes_per_evaluation[shape] = auto.graph_bytes(f, t0.to(y0.dtype), y0, params)
+        footprint.state_bytes = y0.numel() * y0.element_size()
+        methods = auto.METHODS if self.checkpointed is not None else ("autograd", "adjoint")
+        footprint.method = auto.choose(footprint, shape, self.memory_budget_mb or auto.BUDGET_MB, methods)
+        counted = auto.Counted(f, footprint)
+        out = self._run(footprint.method, counted, y0, t0, t1, params, tol)
+        counted.stop()
+        return out
+
+    def _run(self, method: str, f, y0, t0, t1, params, tol):
+        if method == "aca":
+            return type(self).checkpointed(f, y0, t0, t1, params, tol, self.max_steps)
+        if method == "autograd":
             return solve_autograd(self.integrator, f, y0, t0, t1, params, tol, self.max_steps)
         return solve_adjoint(self.integrator, f, y0, t0, t1, params, tol, self.max_steps, self.reduced_adjoint)
