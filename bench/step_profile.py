@@ -13,7 +13,9 @@ and the weights), median of ``--repeats``. The evaluation cost of a step is then
 
     NFE-weighted cost = sum over blocks of NFE_fwd * t_F + NFE_bwd * t_B
 
-and the solver's own work is what the forward and backward passes take beyond it. The
+(with autograd, which makes no backward evaluations, each forward evaluation's own
+backward, t_B - t_F, takes their place) and the solver's own work is what the forward and
+backward passes take beyond it. The
 trainer's part is the step's time beyond the timed parts (Lightning's loop, data, logging,
 the checks); each part is the median over the steps. The last column, step / NFE-weighted
 cost, is how much a step costs beyond its evaluations.
@@ -93,6 +95,16 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def gradient_method(block) -> str:
+    """The gradient method the block's last training solve took."""
+    method = getattr(block.solver, "sensitivity", block.solver.name)
+    if method == "auto":
+        from toflow.solvers.auto import footprint_of
+
+        method = footprint_of(block.ode.vf).method
+    return method
+
+
 def evaluation_costs(module: FlowModule, x: torch.Tensor, repeats: int) -> list[tuple[float, float]]:
     """(t_F, t_B) of each block, at the state its training solve starts from."""
     flow, inputs = module.flow, {}
@@ -108,7 +120,7 @@ def evaluation_costs(module: FlowModule, x: torch.Tensor, repeats: int) -> list[
         state = torch.cat([z.reshape(len(z), -1), z.new_zeros(len(z), 1 + len(block.regularizers))], 1)
         t = block.end_time.t_span().to(z.dtype).mean()
         dynamics, params = block.ode.vf, [p for p in block.ode.vf.parameters() if p.requires_grad]
-        graph = getattr(block.solver, "sensitivity", None) == "autograd"
+        graph = gradient_method(block) == "autograd"
 
         def forward():
             with torch.set_grad_enabled(graph):
@@ -163,9 +175,12 @@ def profile(config: str, overrides: list[str], steps: int, warmup: int, repeats:
     costs = evaluation_costs(module, x, repeats)
     nfe = [[statistics.mean(step[b][k] for step in clock.nfe) for k in ("forward", "backward")]
            for b in range(len(costs))]
-    weighted = sum(f * t_f + n_b * t_b for (f, n_b), (t_f, t_b) in zip(nfe, costs))
+    # autograd differentiates each forward evaluation once more (no backward NFE): that share of
+    # t_B - t_F (the evaluation's own backward) counts as its backward evaluation
+    autograd = [gradient_method(block) == "autograd" for block in module.flow.blocks()]
     evals_fwd = sum(f * t_f for (f, _), (t_f, _) in zip(nfe, costs))
-    evals_bwd = sum(n_b * t_b for (_, n_b), (_, t_b) in zip(nfe, costs))
+    evals_bwd = sum(f * (t_b - t_f) if a else n_b * t_b for (f, n_b), (t_f, t_b), a in zip(nfe, costs, autograd))
+    weighted = evals_fwd + evals_bwd
     parts = {name: timers.median(name) for name in ("step", "forward", "backward", "weights step", "T step", "trainer")}
     return {"config": Path(config).stem, "overrides": overrides, **parts, "nfe": nfe, "costs": costs,
             "weighted": weighted, "evals_fwd": evals_fwd, "evals_bwd": evals_bwd}

@@ -50,6 +50,9 @@ def test_two_arm_study_writes_the_table_and_skips_finished_arms(tmp_path: Path, 
     assert all(column in header for column in COLUMNS)
     rows = [line for line in table.splitlines() if line.startswith("| time.mode=")]
     assert len(rows) == 2 and all(row.count("|") == len(COLUMNS) + 1 for row in rows)
+    to_target = header.split(" | ").index("time to baseline's NLL (s)")
+    reached = rows[0].split(" | ")[to_target]  # the baseline reaches its own final NLL, at its last evaluation
+    assert float(reached) > 0
     assert (tmp_path / "out" / "nll_vs_wall.png").is_file() and (tmp_path / "out" / "nfe_vs_step.png").is_file()
     summary = tmp_path / "out" / "time.mode=fixed" / "seed0" / "summary.json"
     stamp = summary.stat().st_mtime_ns

@@ -142,13 +142,14 @@ def _mean_std(values: list[float]) -> str:
 
 
 COLUMNS = ("arm", "test NLL (nats)", "NFE fwd", "NFE bwd", "NFE vs baseline", "s/step", "time vs baseline", "wall (s)",
-           "final T", "seeds")
+           "time to baseline's NLL (s)", "final T", "seeds")
 
 
-def table(results: dict[str, list[dict]], baseline: str | None = None) -> str:
+def table(results: dict[str, list[dict]], baseline: str | None = None, to_target: dict | None = None) -> str:
     """One row per arm: means over seeds (the score with its spread), NFE and time per step also
     as ratios against the ``baseline`` arm (default: the first) of the same study; test
-    bits/dim after the NLL where the data are images."""
+    bits/dim after the NLL where the data are images; ``to_target``: per arm, the training
+    time of each seed's run to the baseline's final test NLL (None where not reached)."""
     baseline = baseline or next(iter(results))
     images = all("test_bpd" in r for runs in results.values() for r in runs)
     columns = [*COLUMNS[:2], *(["test bits/dim"] if images else []), *COLUMNS[2:]]
@@ -167,7 +168,8 @@ def table(results: dict[str, list[dict]], baseline: str | None = None) -> str:
                  f"{mean(name, 'nfe_backward_mean'):.1f}", f"{nfe(name) / nfe(baseline):.2f}x",
                  f"{mean(name, 'time_per_iter_s'):.3f}",
                  f"{mean(name, 'time_per_iter_s') / mean(baseline, 'time_per_iter_s'):.2f}x",
-                 f"{mean(name, 'wall_s'):.0f}", f"{final_T:.3f}", str(len(runs))]
+                 f"{mean(name, 'wall_s'):.0f}", _reached((to_target or {}).get(name)), f"{final_T:.3f}",
+                 str(len(runs))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -188,6 +190,25 @@ def machine() -> str:
     except (OSError, StopIteration):
         pass
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def _reached(times: list | None) -> str:
+    if not times:
+        return "n/a"
+    reached = [t for t in times if t is not None]
+    if not reached:
+        return "not reached"
+    seconds = statistics.mean(reached)
+    text = f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.2f}"
+    return text + (f" ({len(reached)} of {len(times)} seeds)" if len(reached) < len(times) else "")
+
+
+def time_to(run: Path, target: float) -> float | None:
+    """Training time (the sum of step times) at the first evaluation of ``run`` whose test NLL is
+    at most ``target`` (to float32's precision, as TensorBoard keeps it); None if none is."""
+    clock = training_clock(_scalars(run, "time/step_s"))
+    bound = target + 1e-6 * abs(target)
+    return next((clock(e.step) for e in _scalars(run, "test/nll") if e.value <= bound), None)
 
 
 def _scalars(path: Path, tag: str) -> list:
@@ -256,10 +277,15 @@ def run_study(study: StudyConfig) -> dict[str, list[dict]]:
         results[arm.name].append(summary)
     out = Path(study.out)
     out.mkdir(parents=True, exist_ok=True)
+    baseline = study.baseline or arm_list[0].name
+    target = statistics.mean(r["test_nll"] for r in results[baseline])
+    to_target = {arm.name: [time_to(run_dir(study, arm, seed), target) for seed in study.seeds] for arm in arm_list}
     pace = "one after another" if study.parallel == 1 else f"{study.parallel} at a time"
     text = (f"Study of `{study.base}` with {' '.join(study.overrides) or 'no overrides'}; "
             f"seeds {', '.join(map(str, study.seeds))}; runs {pace} on {machine()}. "
-            f"Ratios against `{study.baseline or arm_list[0].name}`.\n\n" + table(results, study.baseline))
+            f"Ratios against `{baseline}`; its final test NLL, {target:.4f}, is the target of the time-to "
+            f"column (training time only, first evaluation at or below it).\n\n"
+            + table(results, study.baseline, to_target))
     (out / "results.md").write_text(text)
     plots(study, arm_list)
     print(text)

@@ -7,14 +7,15 @@ dimension of z, so a coefficient means the same at any data dimension D.
 
 The protocol: a regulariser is a :class:`Regularizer` with a ``name`` (its config key,
 ``regularizers.<name>: coefficient``) and ``integrand(ev) -> g`` (one value per sample),
-where ``ev`` is the :class:`FieldEvaluation` of the dynamics at (t, z): t, z (with its
-graph, so further derivatives can be taken), f(z, t), and the Jacobian quantities the
-trace estimator computes alongside the divergence, each computed only when some
-regulariser lists it in ``needs``:
+where ``ev`` is the :class:`FieldEvaluation` of the dynamics at (t, z): t, z (carrying a
+graph wherever gradients are being taken), f(z, t), and the Jacobian quantities the trace
+estimator computes alongside the divergence, each computed only when some regulariser
+lists it in ``needs``:
 
 - ``frobenius_sq``: ||df/dz||_F^2 (exact with the exact trace; unbiased with Hutchinson's),
 - ``jacobian``: the rows of df/dz, (B, D, D) (exact trace only),
-- ``vjp``: e^T df/dz for the Hutchinson probe e, which is ``ev.probe`` (Hutchinson only).
+- ``jvp``: J e, by forward tangents, or ``vjp``: e^T J, by vector-Jacobian products, for
+  the Hutchinson probe e, which is ``ev.probe`` (Hutchinson only).
 
 A new regulariser is one class and one :func:`register_regularizer` line.
 """
