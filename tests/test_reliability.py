@@ -249,3 +249,15 @@ def test_a_non_finite_joint_T_gradient_skips_the_step(tmp_path: Path):
     assert poisoned[0] == before[0]  # no optimizer step
     assert poisoned[1] == before[1] and torch.equal(poisoned[2], before[2])  # T and weights untouched
     assert all(T == T for _, T, _ in states)  # T never became NaN
+
+
+def test_a_resumed_run_draws_what_the_uninterrupted_one_draws(tmp_path: Path):
+    # Hutchinson probes come from torch's stream, and sensitivity auto chooses from the last solve:
+    # a run stopped after 3 steps and resumed ends exactly where an uninterrupted one does
+    args = [*SMALL, "model.trace=hutchinson", "solver.sensitivity=auto"]
+    straight = toflow.train(load_config(CONFIG, [*args, "trainer.max_steps=6", f"trainer.log_dir={tmp_path / 'a'}"]))
+    toflow.train(load_config(CONFIG, [*args, "trainer.max_steps=3", f"trainer.log_dir={tmp_path / 'b'}"]))
+    resumed = toflow.train(load_config(CONFIG, [*args, "trainer.max_steps=6", "trainer.resume=true",
+                                                f"trainer.log_dir={tmp_path / 'b'}"]))
+    for key in ("test_nll", "end_times", "nfe_forward_mean", "nfe_backward_mean"):
+        assert resumed[key] == straight[key], key

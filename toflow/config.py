@@ -44,6 +44,7 @@ class ModelConfig:
     probe: Optional[str] = None  # Hutchinson probe: rademacher (default) | gaussian
     num_blocks: Optional[int] = None  # images: CNF blocks per place in each scale (default 1, FFJORD's)
     logit_alpha: Optional[float] = None  # images: alpha of the logit transform (default 1e-6; RNODE on CIFAR-10: 0.05)
+    scales: Optional[int] = None  # images: scales of the multiscale flow (default: halvings while the side >= 4)
     divergence: str = "auto"  # auto | tangents (first order) | vjp (vector-Jacobian products)
     compile: Optional[bool] = None  # torch.compile the dynamics; null: for runs of 100 steps or more
 
@@ -70,6 +71,13 @@ class SolverConfig:
     test_rtol: Optional[float] = None
     max_steps: int = 10000
     step_size: Optional[float] = None  # fixed-step solvers (rk4, euler): the largest step
+
+
+@dataclass
+class ObjectiveConfig:
+    name: str = "likelihood"  # likelihood | flow_matching
+    sigma: Optional[float] = None  # flow matching: noise added to the path (default 0)
+    coupling: Optional[str] = None  # flow matching: independent (default) | ot
 
 
 @dataclass
@@ -106,6 +114,7 @@ class RunConfig:
     time: TimeConfig = field(default_factory=TimeConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
     regularizers: Dict[str, float] = field(default_factory=dict)  # registered name -> coefficient
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
@@ -206,10 +215,12 @@ def _components(cfg: RunConfig) -> None:
     from .models import build_flow
     from .models.end_time import EndTime
 
+    from .trainers.objective import build_objective
+
     check_data(**asdict(cfg.data))
     cfg.time.grad = EndTime(**asdict(cfg.time)).grad  # the current spelling of a former name
     with torch.device("meta"):  # every constructor runs, nothing is allocated
-        build_flow(cfg)
+        build_objective(**asdict(cfg.objective)).check(build_flow(cfg))
 
 
 def validate(cfg: RunConfig) -> None:

@@ -142,7 +142,7 @@ def _mean_std(values: list[float]) -> str:
 
 
 COLUMNS = ("arm", "test NLL (nats)", "NFE fwd", "NFE bwd", "NFE vs baseline", "s/step", "time vs baseline", "wall (s)",
-           "time to baseline's NLL (s)", "final T", "seeds")
+           "time to baseline's NLL (s)", "final T", "sampling NFE", "seeds")
 
 
 def table(results: dict[str, list[dict]], baseline: str | None = None, to_target: dict | None = None) -> str:
@@ -169,7 +169,8 @@ def table(results: dict[str, list[dict]], baseline: str | None = None, to_target
                  f"{mean(name, 'time_per_iter_s'):.3f}",
                  f"{mean(name, 'time_per_iter_s') / mean(baseline, 'time_per_iter_s'):.2f}x",
                  f"{mean(name, 'wall_s'):.0f}", _reached((to_target or {}).get(name)), f"{final_T:.3f}",
-                 str(len(runs))]
+                 f"{statistics.mean(r['sample_nfe'] for r in runs):.0f}" if all("sample_nfe" in r for r in runs)
+                 else "n/a", str(len(runs))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -18,7 +18,7 @@ from .end_time import EndTime
 from .fields import ConcatConvNet, ConcatSquashMLP
 from .multiscale import MultiscaleFlow
 
-IMAGE_ONLY = ("num_blocks", "logit_alpha")  # model settings of the multiscale image flow
+IMAGE_ONLY = ("num_blocks", "logit_alpha", "scales")  # model settings of the image flow
 COMPILE_FROM_STEPS = 100  # ``model.compile: null`` compiles runs this long: compiling takes seconds
 
 
@@ -50,4 +50,6 @@ def build_flow(cfg: RunConfig):
         return block
 
     images = {key: getattr(m, key) for key in IMAGE_ONLY if getattr(m, key) is not None}
+    if "scales" in images:
+        images["n_scales"] = images.pop("scales")
     return MultiscaleFlow(event_shape(cfg.data.name, cfg.data.resize), make_block, **images)

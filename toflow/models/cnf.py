@@ -52,8 +52,9 @@ class Flow(nn.Module):
     """What a flow is to the trainer, the plots and the user.
 
     A flow defines ``transform(x) -> FlowOutput``, ``inverse(z)``, ``blocks()`` (its CNF
-    blocks, in order) and ``latent_shape`` (the shape of one z); ``forward``, ``log_prob``,
-    ``sample``, ``end_times``, ``nfe``, ``reset_nfe`` and ``regularizers`` follow from them.
+    blocks, in order) and ``latent_shape`` (the shape of one z), and ``prepare(x)`` where a
+    fixed map comes before the first block; ``forward``, ``log_prob``, ``sample``,
+    ``end_times``, ``nfe``, ``reset_nfe`` and ``regularizers`` follow from them.
     """
 
     latent_shape: tuple
@@ -70,6 +71,10 @@ class Flow(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         z, log_det, _ = self.transform(x)
         return z, log_det
+
+    def prepare(self, x: Tensor) -> Tensor:
+        """x as the first CNF block sees it (x itself; its logit for an image flow)."""
+        return x
 
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) in nats, one value per sample."""

@@ -60,12 +60,12 @@ class ConcatSquashLinear(nn.Module):
         self.hyper_bias = nn.Linear(1, dim_out, bias=False)
 
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
-        t = t.reshape(1, 1).to(x)
+        t = t.reshape(-1, 1).to(x)
         return self.layer(x) * torch.sigmoid(self.hyper_gate(t)) + self.hyper_bias(t)
 
     def forward_with_tangents(self, t: Tensor, x: Tensor, dx: Tensor) -> tuple[Tensor, Tensor]:
         """(y, dy) with dy = (W dx) * sigmoid(g t + c) for each tangent in the stack dx."""
-        t = t.reshape(1, 1).to(x)
+        t = t.reshape(-1, 1).to(x)
         gate = torch.sigmoid(self.hyper_gate(t))
         return self.layer(x) * gate + self.hyper_bias(t), F.linear(dx, self.layer.weight) * gate
 
@@ -127,7 +127,7 @@ class ConcatConv2d(nn.Module):
         self.conv = nn.Conv2d(dim_in + 1, dim_out, kernel, stride=1, padding=padding)
 
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
-        tt = t.to(x).reshape(1, 1, 1, 1).expand(x.shape[0], 1, *x.shape[2:])
+        tt = t.to(x).reshape(-1, 1, 1, 1).expand(x.shape[0], 1, *x.shape[2:])
         return self.conv(torch.cat([tt, x], 1))
 
     def forward_with_tangents(self, t: Tensor, x: Tensor, dx: Tensor) -> tuple[Tensor, Tensor]:

@@ -81,7 +81,10 @@ class MultiscaleFlow(Flow):
         c, h, w = shape
         self.shape = tuple(shape)
         self.logit = LogitTransform(logit_alpha)
-        n_scales = n_scales or number_of_scales(h, w)
+        most = number_of_scales(h, w)
+        if n_scales is not None and not 1 <= n_scales <= most:
+            raise ValueError(f"model.scales: between 1 and {most} for {h}x{w} images, got {n_scales}")
+        n_scales = n_scales or most
         scales, factored = [], []
         for index in range(n_scales):
             last = index == n_scales - 1
@@ -97,6 +100,10 @@ class MultiscaleFlow(Flow):
         self.latent_shape = (sum(c * h * w for c, h, w in factored),)
 
     # ------------------------------------------------------------------ density
+    def prepare(self, x: Tensor) -> Tensor:
+        """The logit of x, what the first block sees."""
+        return self.logit(x)[0]
+
     def transform(self, x: Tensor) -> FlowOutput:
         """x in [0, 1] -> z (flattened, all factored parts), log|det dz/dx|, regularisers' integrals."""
         h, log_det = self.logit(x)

@@ -38,6 +38,15 @@ class Footprint:
     state_bytes: int = 0
     method: str | None = None  # the one its last solve took
 
+    def state_dict(self) -> dict:
+        """Plain values, for a checkpoint: a resumed run chooses as the uninterrupted one would."""
+        return {"evaluations": self.evaluations, "state_bytes": self.state_bytes, "method": self.method,
+                "bytes_per_evaluation": [[list(shape), b] for shape, b in self.bytes_per_evaluation.items()]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.evaluations, self.state_bytes, self.method = state["evaluations"], state["state_bytes"], state["method"]
+        self.bytes_per_evaluation = {tuple(shape): b for shape, b in state["bytes_per_evaluation"]}
+
     def memory(self, method: str, shape: tuple) -> float:
         """Bytes the method holds for a solve like the last one (inf where E or b is not known)."""
         b = self.bytes_per_evaluation.get(shape)

@@ -20,12 +20,15 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from dataclasses import asdict
+
 from ..config import RunConfig, to_dict
 from ..data import DataError, DataSource, bits_per_dim, make_source
 from ..models import build_flow
 from ..solvers import NonFiniteError
+from ..solvers.auto import footprint_of
 from .evaluation import EVAL_SEED, evaluating, mean_nll
-from .objective import objective
+from .objective import build_objective
 from .temporal import TimeStep, temporal_step, time_optimizer
 
 
@@ -48,6 +51,7 @@ class FlowModule(pl.LightningModule):
         d = cfg.data
         self.source = source or make_source(d.name, cfg.seed, d.root, d.test_size, d.resize, d.subset)
         self.flow = build_flow(cfg)
+        self.objective = build_objective(**asdict(cfg.objective))
         self.automatic_optimization = False
         self.batches_done = 0
         # running totals over the whole run (kept across resumes)
@@ -62,6 +66,7 @@ class FlowModule(pl.LightningModule):
                    if name.endswith("end_time.T") and p.requires_grad and not self._end_time_of(name).grad_from_solve]
         torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, ignored)
         self._validation = ExitStack()
+        self._resumed_rng: torch.Tensor | None = None
         self._val_sum, self._val_count = 0.0, 0
 
     def _end_time_of(self, parameter_name: str):
@@ -129,6 +134,9 @@ class FlowModule(pl.LightningModule):
         """Coordinate descent: the weights step, then the T step; a non-finite batch, loss,
         gradient or T gradient skips the whole step (weights, T and optimizers unchanged)."""
         started = time.perf_counter()
+        if self._resumed_rng is not None:
+            torch.set_rng_state(self._resumed_rng)
+            self._resumed_rng = None
         optimizers, time_opt = self._optimizers()
         self.flow.reset_nfe()
         self.batches_done += 1
@@ -153,7 +161,7 @@ class FlowModule(pl.LightningModule):
         if not torch.isfinite(x).all():
             return None, None, "batch"
         try:
-            loss, parts = objective(self.flow, x, self.source.dim, self.source.levels)
+            loss, parts = self.objective(self.flow, x, self.source.dim, self.source.levels)
         except NonFiniteError:
             return None, None, "state"
         return loss, parts, (None if torch.isfinite(loss) else "loss")
@@ -181,11 +189,11 @@ class FlowModule(pl.LightningModule):
         for key, value in (("steps", 1), ("nfe_forward", nfe_forward), ("nfe_backward", nfe_backward),
                            ("step_time", step_time)):
             self.totals[key] += value
-        log = {"train/loss": loss.detach(), "train/nll": parts.pop("nll").detach(), "nfe/forward": nfe_forward,
-               "nfe/backward": nfe_backward, "train/grad_norm": grad_norm.detach(), "time/step_s": step_time}
-        if "bpd" in parts:
-            log["train/bpd"] = parts.pop("bpd").detach()
-        log.update({f"reg/{name}": value.detach() for name, value in parts.items()})
+        log = {"train/loss": loss.detach(), "nfe/forward": nfe_forward, "nfe/backward": nfe_backward,
+               "train/grad_norm": grad_norm.detach(), "time/step_s": step_time}
+        regularizers = {r.name for r in self.flow.regularizers}
+        log.update({f"{'reg' if name in regularizers else 'train'}/{name}": value.detach()
+                    for name, value in parts.items()})
         temporal = [et.regularization().detach() for et in self.flow.end_times() if et.has_own_optimizer]
         if temporal:
             log["reg/temporal"] = sum(temporal)
@@ -242,6 +250,9 @@ class FlowModule(pl.LightningModule):
         self._val_count += x.shape[0]
 
     def on_validation_epoch_end(self):
+        self.flow.reset_nfe()
+        self.flow.sample(self.eval_batch_size)  # still evaluating: the evaluation tolerances, a seeded draw
+        self.last_sample_nfe = float(self.flow.nfe["forward"])
         self._validation.close()
         total, count = self.reduce_mean(torch.tensor([self._val_sum, float(self._val_count)], dtype=torch.float64,
                                                      device=self.device)).tolist()
@@ -250,6 +261,14 @@ class FlowModule(pl.LightningModule):
             self.log("test/nll", scores["test_nll"], prog_bar=not self.source.is_image)
             if "test_bpd" in scores:
                 self.log("test/bpd", scores["test_bpd"], prog_bar=True)
+        self.log("sample/nfe", self.last_sample_nfe)
+
+    def sample_nfe(self) -> float:
+        """NFE to draw one evaluation batch of samples at the evaluation tolerances."""
+        with evaluating(self.flow):
+            self.flow.reset_nfe()
+            self.flow.sample(self.eval_batch_size)
+            return float(self.flow.nfe["forward"])
 
     def wall_s(self) -> float:
         """Wall-clock seconds of this run, summed over its resumes: neither the time it stood
@@ -260,7 +279,8 @@ class FlowModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         self.totals["wall_s"] = self.wall_s()
         checkpoint["toflow"] = {"batches_done": self.batches_done, "totals": dict(self.totals),
-                                "torch_rng": torch.get_rng_state()}
+                                "torch_rng": torch.get_rng_state(),
+                                "footprints": [footprint_of(block.ode.vf).state_dict() for block in self.flow.blocks()]}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("toflow")
@@ -269,4 +289,7 @@ class FlowModule(pl.LightningModule):
         self.batches_done = int(state["batches_done"])
         self.totals = {**self.totals, **state["totals"]}
         self._wall_origin = time.perf_counter() - self.totals["wall_s"]
-        torch.set_rng_state(state["torch_rng"])
+        # set at the first step: Lightning draws from the stream in between (its data loader's seed)
+        self._resumed_rng = state["torch_rng"]
+        for block, footprint in zip(self.flow.blocks(), state.get("footprints", [])):
+            footprint_of(block.ode.vf).load_state_dict(footprint)

@@ -1,21 +1,55 @@
-"""The training objective (paper eq. 6 with eq. 4 and 18).
+"""The training objectives, by ``objective.name``: ``likelihood`` and ``flow_matching``.
 
-L = NLL + sum_j c_j mean_batch int g_j dt, with the NLL in nats per sample for 2-D data
-and in bits per dimension for images (FFJORD's and RNODE's convention, so the
-regularisers' coefficients mean what they meant there).
+**likelihood** (paper eq. 6 with eq. 4 and 18): L = NLL + sum_j c_j mean_batch int g_j dt,
+with the NLL in nats per sample for 2-D data and in bits per dimension for images
+(FFJORD's and RNODE's convention, so the regularisers' coefficients mean what they meant
+there). Each step solves the flow ODE.
+
+**flow_matching** (Lipman et al. 2023; with ``coupling: ot``, OT-CFM, Tong et al. 2023)
+trains the same CNF without solving it. The flow's one block maps y = the data as the block
+sees it (x, or its logit for images) at t0 to noise at T; for each y of a batch,
+
+    z ~ N(0, I)  (paired with the batch's y independently, or by the exact minibatch
+                  optimal assignment on squared distances: ``coupling``),
+    t ~ U[t0, T],  tau = (t - t0) / (T - t0),
+    psi = (1 - tau) y + tau z  (+ sigma e, e ~ N(0, I), where ``sigma`` > 0),
+    u = d psi / dt = (z - y) / (T - t0),
+
+and L = mean over the batch and the dimensions of (f(psi, t) - u)^2: one evaluation of the
+field a step, no ODE solve and so no training NFE. It needs one vector field that carries
+the whole distribution to the noise on a fixed [t0, T]: a single-block flow (2-D data, or
+the single-scale image flow, ``model.scales: 1``) with ``time.mode: fixed`` and no spatial
+regulariser (they are integrals along solved trajectories). Test NLL and samples come from
+the same ``flow.log_prob`` and ``flow.sample`` as for likelihood training.
+
+A new objective is a class with a ``name``, ``solves`` (whether a step solves the ODE),
+``check(flow)`` and ``__call__(flow, x, dim, levels) -> (loss, parts)``, and one
+:func:`register_objective` line.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
+import torch
 from torch import Tensor
 
 from ..data import bits_per_dim
 from ..models import standard_normal_logprob
 
+OBJECTIVES: dict[str, type] = {}
+COUPLINGS = ("independent", "ot")
+
+
+def register_objective(cls: type) -> type:
+    """Make ``cls`` available as ``objective.name: <cls.name>`` (usable as a decorator)."""
+    OBJECTIVES[cls.name] = cls
+    return cls
+
 
 def objective(flow, x: Tensor, dim: int | None = None, levels: int | None = None) -> tuple[Tensor, dict]:
-    """The loss and its parts: ``nll`` (nats per sample), ``bpd`` (with ``levels``) and each
-    spatial regulariser's mean integral."""
+    """The likelihood loss and its parts: ``nll`` (nats per sample), ``bpd`` (with ``levels``)
+    and each spatial regulariser's mean integral."""
     out = flow.transform(x)
     nll = -(standard_normal_logprob(out.z) + out.log_det).mean()
     parts = {"nll": nll}
@@ -27,3 +61,97 @@ def objective(flow, x: Tensor, dim: int | None = None, levels: int | None = None
         parts[regularizer.name] = value
         loss = loss + regularizer.coef * value
     return loss, parts
+
+
+@register_objective
+@dataclass(frozen=True)
+class Likelihood:
+    """Maximum likelihood through the ODE solve (:func:`objective`)."""
+
+    name = "likelihood"
+    solves = True
+
+    def check(self, flow) -> None:
+        pass
+
+    def __call__(self, flow, x: Tensor, dim: int | None = None, levels: int | None = None) -> tuple[Tensor, dict]:
+        return objective(flow, x, dim, levels)
+
+
+def ot_pairing(y: Tensor, z: Tensor) -> Tensor:
+    """The permutation p minimising sum_i ||y_i - z_{p(i)}||^2 over the batch (exact, scipy's
+    ``linear_sum_assignment``)."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = torch.cdist(y.flatten(1).double(), z.flatten(1).double()).pow(2)
+    _, columns = linear_sum_assignment(cost.cpu().numpy())
+    return torch.as_tensor(columns, device=z.device)
+
+
+def interpolation(y: Tensor, z: Tensor, t: Tensor, t0: float, T: float) -> tuple[Tensor, Tensor]:
+    """psi(t) = (1 - tau) y + tau z with tau = (t - t0) / (T - t0), one t per sample, and its
+    velocity u = (z - y) / (T - t0)."""
+    tau = ((t - t0) / (T - t0)).reshape(-1, *[1] * (y.dim() - 1))
+    return (1 - tau) * y + tau * z, (z - y) / (T - t0)
+
+
+@register_objective
+@dataclass(frozen=True)
+class FlowMatching:
+    """Regress the field on the straight path from y to z (see the module's docstring)."""
+
+    sigma: float = 0.0
+    coupling: str = "independent"
+
+    name = "flow_matching"
+    solves = False
+
+    def __post_init__(self):
+        if not self.sigma >= 0:
+            raise ValueError(f"objective.sigma: must be non-negative, got {self.sigma}")
+        if self.coupling not in COUPLINGS:
+            raise ValueError(f"objective.coupling: '{self.coupling}' is not one of {', '.join(COUPLINGS)}")
+
+    def check(self, flow) -> None:
+        """Refuse a flow flow matching cannot train, in one line that says why."""
+        blocks = flow.blocks()
+        if len(blocks) != 1:
+            raise ValueError(f"objective.name: flow matching trains one vector field that carries the whole "
+                             f"distribution, and this flow has {len(blocks)} CNF blocks; for images set "
+                             "model.scales=1 (and model.num_blocks=1)")
+        if blocks[0].end_time.mode != "fixed":
+            raise ValueError(f"time.mode: flow matching learns the field on a fixed [t0, T]; "
+                             f"'{blocks[0].end_time.mode}' moves T, use time.mode=fixed")
+        if flow.regularizers:
+            raise ValueError("regularizers: flow matching solves no trajectory, so there is no integral to "
+                             "regularise; leave the regularizers section empty")
+
+    def __call__(self, flow, x: Tensor, dim: int | None = None, levels: int | None = None) -> tuple[Tensor, dict]:
+        block = flow.blocks()[0]
+        y = flow.prepare(x)
+        z = torch.randn_like(y)
+        if self.coupling == "ot":
+            z = z[ot_pairing(y, z)]
+        t0, T = float(block.end_time.t0), float(block.end_time.end().detach())
+        t = t0 + (T - t0) * torch.rand(len(y), dtype=y.dtype, device=y.device)
+        psi, u = interpolation(y, z, t, t0, T)
+        if self.sigma > 0:
+            psi = psi + self.sigma * torch.randn_like(psi)
+        loss = (block.field(t, psi) - u).pow(2).mean()
+        return loss, {"fm_mse": loss}
+
+
+def objective_settings(name: str) -> tuple:
+    return tuple(f.name for f in fields(OBJECTIVES[name]))
+
+
+def build_objective(name: str = "likelihood", **settings):
+    """The objective registered as ``name`` with its own ``settings``; None takes its default,
+    a setting it does not take is refused."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"objective.name: '{name}' is not one of {', '.join(OBJECTIVES)}")
+    settings = {key: value for key, value in settings.items() if value is not None}
+    for key in settings:
+        if key not in objective_settings(name):
+            raise ValueError(f"objective.{key}: not used by {name} (leave objective.{key} null)")
+    return OBJECTIVES[name](**settings)

@@ -41,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + stop.signum
     score = (f"test {summary['test_bpd']:.4f} bits/dim" if "test_bpd" in summary
              else f"test NLL {summary['test_nll']:.4f} nats")
-    print(f"{summary['name']} [{summary['mode']}, {summary['solver']}]: {score} | "
+    print(f"{summary['name']} [{summary['objective']}, {summary['mode']}, {summary['solver']}]: {score} | "
           f"steps {summary['steps']} | NFE fwd {summary['nfe_forward_mean']:.1f} bwd {summary['nfe_backward_mean']:.1f} "
-          f"| {summary['time_per_iter_s']:.3f} s/step | T {', '.join(f'{T:.3f}' for T in summary['end_times'])}")
+          f"| {summary['time_per_iter_s']:.3f} s/step | T {', '.join(f'{T:.3f}' for T in summary['end_times'])} "
+          f"| sampling NFE {summary['sample_nfe']:.0f}")
     board = shutil.which("tensorboard") or str(Path(sys.executable).with_name("tensorboard"))
     print(f"run: {summary['log_dir']}  (open it with: {board} --logdir {summary['log_dir']})")
     return 0

@@ -28,9 +28,10 @@ QUIET = (".*manual optimization and every_n_train_steps.*", ".*`weights_only` wa
          ".*isinstance\\(treespec, LeafSpec\\).*", ".*does not have many workers.*",
          ".*litlogger.*")
 
-HPARAM_METRICS = ("test_nll", "test_bpd", "nfe_forward_mean", "nfe_backward_mean", "time_per_iter_s", "wall_s")
+HPARAM_METRICS = ("test_nll", "test_bpd", "nfe_forward_mean", "nfe_backward_mean", "time_per_iter_s", "wall_s",
+                  "sample_nfe")
 SUMMARY_KEYS = ("test_nll", "nfe_forward_mean", "nfe_backward_mean", "time_per_iter_s", "wall_s", "steps",
-                "end_times", "params")
+                "end_times", "params", "sample_nfe")
 
 
 RUN_DIR_ENV = "TOFLOW_RUN_DIR"  # hands an unnamed run's directory to the processes DDP launches
@@ -87,7 +88,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
     _fit(trainer, module, ckpt_path, run_dir, distributed=cfg.trainer.devices * cfg.trainer.num_nodes > 1)
     if not trainer.is_global_zero:
         return {}
-    scores = module.test_scores()
+    scores = {**module.test_scores(), "sample_nfe": module.sample_nfe()}
     _final_pictures(module, trainer, scores, run_dir)
     summary = _summary(cfg, module, trainer.global_step, scores, run_dir)
     trainer.logger.log_hyperparams(flat_config(cfg), {f"hparams/{key}": summary[key] for key in HPARAM_METRICS
@@ -156,7 +157,7 @@ def _final_pictures(module: FlowModule, trainer: pl.Trainer, scores: dict, run_d
     """``samples.png`` (images) or ``density.png`` (2-D), also to TensorBoard, and the test scores there."""
     flow, step, board = module.flow, trainer.global_step, trainer.logger.experiment
     for key, value in scores.items():
-        board.add_scalar(key.replace("_", "/"), value, step)
+        board.add_scalar(key.replace("_", "/", 1), value, step)
     if module.source.is_image:
         save_grid(flow, run_dir / "samples.png", module.cfg.trainer.sample_temperature, trainer.logger, step)
         return
@@ -174,6 +175,7 @@ def _summary(cfg: RunConfig, module: FlowModule, step: int, scores: dict, run_di
         "name": cfg.name,
         "mode": cfg.time.mode,
         "solver": cfg.solver.name,
+        "objective": cfg.objective.name,
         **scores,
         "nfe_forward_mean": totals["nfe_forward"] / steps,
         "nfe_backward_mean": totals["nfe_backward"] / steps,
