@@ -1,10 +1,8 @@
 """Image flows: logit and squeeze, the multiscale flow, bits/dim, training and evaluate."""
 
-import gzip
 import json
 import math
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -95,27 +93,6 @@ def test_ffjord_parameter_counts():
     for name, count in (("mnist", 400_323), ("cifar10", 679_441)):
         cfg = load_config(None, [f"data.name={name}", "model.activation=softplus"])
         assert sum(p.numel() for p in build_flow(cfg).parameters()) == count
-
-
-def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> None:
-    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
-    data = header + array.astype(np.uint8).tobytes()
-    (gzip.open if gz else open)(str(path), "wb").write(data)
-
-
-@pytest.fixture
-def fake_mnist(tmp_path: Path) -> Path:
-    raw = tmp_path / "data" / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 48), ("t10k", 16)):
-        # smooth blobs, so the images have structure
-        yy, xx = np.mgrid[:28, :28]
-        centres = rng.uniform(8, 20, size=(n, 2))
-        images = 255 * np.exp(-((yy[None] - centres[:, :1, None]) ** 2 + (xx[None] - centres[:, 1:, None]) ** 2) / 40)
-        write_idx(raw / f"{split}-images-idx3-ubyte", images)
-        write_idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n))
-    return tmp_path / "data"
 
 
 def test_missing_data_is_one_line_naming_the_files(tmp_path: Path):

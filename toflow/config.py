@@ -103,6 +103,7 @@ class TrainerConfig:
     progress_bar: bool = True
     max_bad_steps: int = 10  # non-finite steps skipped in a row before the run stops
     sample_temperature: float = 1.0  # images: temperature of the sample grids
+    animate_frames: int = 0  # at the end, flow.gif with this many frames from t0 to T (0: none)
 
 
 @dataclass
@@ -248,6 +249,8 @@ def validate(cfg: RunConfig) -> None:
     for key in ("optim.max_grad_norm", "trainer.num_threads"):
         positive(key, allow_none=True)
     positive("optim.weight_decay", allow_zero=True)
+    if cfg.trainer.animate_frames == 1 or cfg.trainer.animate_frames < 0:
+        raise ConfigError(f"trainer.animate_frames: 0 (none) or at least 2, got {cfg.trainer.animate_frames}")
 
 
 # Settings a config saved before the schema took each component's own fields named at their

@@ -62,7 +62,9 @@ class Flow(nn.Module):
     def transform(self, x: Tensor) -> FlowOutput:
         raise NotImplementedError
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def inverse(self, z: Tensor, fraction: float = 1.0) -> Tensor:
+        """z -> x; with ``fraction`` < 1 each block integrates only that share of its way back,
+        from T to T - fraction (T - t0) (the flow part-way, for pictures of it moving)."""
         raise NotImplementedError
 
     def blocks(self) -> list["CNF"]:
@@ -81,11 +83,13 @@ class Flow(nn.Module):
         z, log_det = self(x)
         return standard_normal_logprob(z) + log_det
 
-    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-        """n samples: z ~ N(0, temperature^2 I) mapped back to data space."""
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
+               fraction: float = 1.0) -> Tensor:
+        """n samples: z ~ N(0, temperature^2 I) mapped back to data space (``fraction``: part-way,
+        see :meth:`inverse`)."""
         ref = self.end_times()[0].T
         z = torch.randn((n, *self.latent_shape), dtype=ref.dtype, device=ref.device, generator=generator)
-        return self.inverse(temperature * z)
+        return self.inverse(temperature * z) if fraction == 1.0 else self.inverse(temperature * z, fraction)
 
     def end_times(self) -> list[EndTime]:
         """The :class:`EndTime` of each block; ``.T`` is its parameter."""
@@ -279,9 +283,11 @@ class CNF(Flow):
         self.dynamics.begin("backward")
 
     # ---------------------------------------------------------------- sampling
-    def inverse(self, z: Tensor) -> Tensor:
-        """z(T) -> x = z(t0), integrating dz/dt = f backward in time."""
+    def inverse(self, z: Tensor, fraction: float = 1.0) -> Tensor:
+        """z(T) -> x = z(t0), integrating dz/dt = f backward in time (to T - fraction (T - t0))."""
         t_span = self.end_time.t_span(differentiable=False).to(z.dtype).flip(0)
+        if fraction != 1.0:
+            t_span = torch.stack([t_span[0], t_span[0] + fraction * (t_span[1] - t_span[0])])
         shape = z.shape
 
         def field(t: Tensor, flat: Tensor) -> Tensor:

@@ -56,13 +56,13 @@ class Scale(nn.Module):
             x = squeeze(x)
         return FlowOutput(x, log_det, regularization)
 
-    def inverse(self, x: Tensor) -> Tensor:
+    def inverse(self, x: Tensor, fraction: float = 1.0) -> Tensor:
         for block in reversed(self.after):
-            x = block.inverse(x)
+            x = block.inverse(x, fraction)
         if self.squeezes:
             x = unsqueeze(x)
         for block in reversed(self.before):
-            x = block.inverse(x)
+            x = block.inverse(x, fraction)
         return x
 
 
@@ -119,14 +119,14 @@ class MultiscaleFlow(Flow):
         parts.append(h.flatten(1))
         return FlowOutput(torch.cat(parts, 1), log_det, regularization)
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def inverse(self, z: Tensor, fraction: float = 1.0) -> Tensor:
         sizes = [c * h * w for c, h, w in self.latent_shapes]
         parts = [p.reshape(-1, *shape) for p, shape in zip(z.split(sizes, 1), self.latent_shapes)]
         h = parts[-1]
         for index in range(len(self.scales) - 1, -1, -1):
             if index < len(self.scales) - 1:
                 h = torch.cat([h, parts[index]], 1)
-            h = self.scales[index].inverse(h)
+            h = self.scales[index].inverse(h, fraction)
         return self.logit.inverse(h)
 
     # ------------------------------------------------------------------ the flow contract

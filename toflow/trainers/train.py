@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -158,6 +159,10 @@ def _final_pictures(module: FlowModule, trainer: pl.Trainer, scores: dict, run_d
     flow, step, board = module.flow, trainer.global_step, trainer.logger.experiment
     for key, value in scores.items():
         board.add_scalar(key.replace("_", "/", 1), value, step)
+    if module.cfg.trainer.animate_frames:
+        from .animate import animate
+
+        animate(flow, run_dir / "flow.gif", module.cfg.trainer.animate_frames, f"{module.cfg.name}, step {step}")
     if module.source.is_image:
         save_grid(flow, run_dir / "samples.png", module.cfg.trainer.sample_temperature, trainer.logger, step)
         return
@@ -166,6 +171,29 @@ def _final_pictures(module: FlowModule, trainer: pl.Trainer, scores: dict, run_d
     fig.savefig(run_dir / "density.png", dpi=100)
     board.add_figure("density", fig, step)
     plt.close(fig)
+
+
+def provenance(cfg: RunConfig, device: torch.device) -> dict:
+    """What it takes to run it again: the command, the config's hash, the code and its versions, the machine."""
+    import shlex
+    import subprocess
+    import sys
+
+    import torchdyn
+
+    from .. import __version__
+    from ..study import machine
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine().split(",")[0]
+    return {"command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "config_sha256": hashlib.sha256(to_yaml(cfg).encode()).hexdigest(), "toflow": __version__,
+            "git_commit": commit, "torch": torch.__version__, "torchdyn": torchdyn.__version__,
+            "lightning": pl.__version__, "device": f"{device.type}: {name}", "threads": torch.get_num_threads()}
 
 
 def _summary(cfg: RunConfig, module: FlowModule, step: int, scores: dict, run_dir: Path) -> dict:
@@ -186,6 +214,7 @@ def _summary(cfg: RunConfig, module: FlowModule, step: int, scores: dict, run_di
         "params": sum(p.numel() for p in flow.parameters()),
         "bad_steps": int(totals["bad_steps"]),
         "log_dir": str(run_dir),
+        "provenance": provenance(cfg, module.device),
     }
 
 

@@ -1,0 +1,141 @@
+"""A trained flow in the user's hands: load it, sample it, watch it move."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import toflow
+from toflow.config import load_config
+from toflow.models import CNF, EndTime, LinearField
+from toflow.solvers import Dopri5
+from toflow.trainers import mean_nll
+from toflow.trainers.animate import frames, write_gif
+from toflow.trainers.reliability import CheckpointError
+
+SMALL = ["model.hidden=[16,16]", "data.batch_size=64", "data.test_size=200", "trainer.eval_every=3",
+         "trainer.viz_every=1000", "trainer.checkpoint_every=3", "trainer.progress_bar=false", "solver.atol=1e-4",
+         "solver.rtol=1e-4", "trainer.num_threads=1", "trainer.accelerator=cpu", "trainer.max_steps=3"]
+IMAGES = ["data.name=mnist", "data.resize=8", "data.batch_size=16", "data.test_size=16", "model.hidden=[8]",
+          "trainer.max_steps=3", "trainer.eval_every=3", "trainer.viz_every=3", "trainer.checkpoint_every=3",
+          "trainer.progress_bar=false", "solver.atol=1e-3", "solver.rtol=1e-3"]
+
+
+def train_keeping_the_flow(cfg):
+    kept = {}
+
+    class Keep(toflow.trainers.module.pl.Callback):
+        def on_train_end(self, trainer, module):
+            kept["flow"] = module.flow
+
+    return toflow.train(cfg, callbacks=[Keep()]), kept["flow"]
+
+
+def run_module(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"toflow.trainers.{name}", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_load_flow_gives_the_trained_flow_of_a_2d_run(tmp_path: Path):
+    summary, trained = train_keeping_the_flow(load_config("configs/toy_checkerboard_toflow.yaml",
+                                                          [*SMALL, f"trainer.log_dir={tmp_path / 'run'}"]))
+    flow, cfg = toflow.load_flow(summary["log_dir"], which="last")
+    assert not flow.training and cfg.name == "toy_checkerboard_toflow"
+    assert float(flow.end_time.T) == summary["end_times"][0] != 0.5  # its trained end time
+    test = toflow.data.toy_test_set("checkerboard", 200)
+    assert mean_nll(flow, test) == summary["test_nll"]
+    x = torch.randn(32, 2)
+    trained.eval()
+    with torch.no_grad():
+        assert torch.equal(flow.log_prob(x), trained.log_prob(x))
+    provenance = summary["provenance"]
+    assert provenance["config_sha256"] and provenance["torch"] == torch.__version__ and provenance["threads"] == 1
+
+
+def test_load_flow_gives_the_trained_flow_of_an_image_run(fake_mnist: Path, tmp_path: Path):
+    cfg = load_config("configs/digits_toflow.yaml", [*IMAGES, f"data.root={fake_mnist}",
+                                                     f"trainer.log_dir={tmp_path / 'run'}"])
+    summary, trained = train_keeping_the_flow(cfg)
+    flow, _ = toflow.load_flow(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    x = torch.rand(4, 1, 8, 8) * 0.9 + 0.05
+    trained.eval()
+    with torch.no_grad():
+        torch.manual_seed(1)  # the same Hutchinson probes for both
+        loaded_logp = flow.log_prob(x)
+        torch.manual_seed(1)
+        assert torch.equal(loaded_logp, trained.log_prob(x))
+    assert [float(et.T) for et in flow.end_times()] == summary["end_times"]
+
+    drawn = run_module("sample", str(tmp_path / "run"), "--n", "9", "--out", str(tmp_path / "grid.png"))
+    assert drawn.returncode == 0, drawn.stderr[-2000:]
+    assert (tmp_path / "grid.png").is_file() and "NFE" in drawn.stdout and "step 3" in drawn.stdout
+
+
+def test_sample_writes_each_format_the_same_for_the_same_seed(tmp_path: Path):
+    toflow.train(load_config("configs/toy_checkerboard_toflow.yaml", [*SMALL, f"trainer.log_dir={tmp_path / 'run'}"]))
+    run = str(tmp_path / "run")
+    outputs = {}
+    for name, seed in (("a.pt", 3), ("b.pt", 3), ("c.pt", 4), ("d.npy", 3), ("e.png", 3)):
+        done = run_module("sample", run, "--n", "50", "--seed", str(seed), "--out", str(tmp_path / name))
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f"-> {tmp_path / name}" in done.stdout and "NFE" in done.stdout
+        outputs[name] = tmp_path / name
+    a, b, c = (torch.load(outputs[k]) for k in ("a.pt", "b.pt", "c.pt"))
+    assert a.shape == (50, 2) and torch.equal(a, b) and not torch.equal(a, c)
+    assert np.array_equal(np.load(outputs["d.npy"]), a.numpy())
+    assert outputs["e.png"].stat().st_size > 1000
+
+
+def test_animate_runs_from_the_data_density_to_the_gaussian(tmp_path: Path):
+    # a linear field: z(T) = exp(A (T - t)) y, so p_t(y) = N(exp(A (T - t)) y) exp((T - t) tr A)
+    A = torch.tensor([[-0.4, 0.9], [-0.6, 0.1]], dtype=torch.float64)
+    T = 0.8
+    flow = CNF(LinearField(A), EndTime(0.0, T), Dopri5(atol=1e-9, rtol=1e-9), trace="exact").double()
+    shots = frames(flow, k=5, grid=12, particles=40)
+    assert [shot.t for shot in shots] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+    axis = torch.linspace(-4, 4, 12, dtype=torch.float64)
+    ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+    y = torch.stack([xs.flatten(), ys.flatten()], 1)
+
+    def gaussian(z):
+        return torch.exp(-0.5 * z.pow(2).sum(1)) / (2 * math.pi)
+
+    for shot in shots:
+        z = y @ torch.matrix_exp(A * (T - shot.t)).T
+        expected = gaussian(z) * math.exp((T - shot.t) * float(torch.trace(A)))
+        assert torch.allclose(shot.density.flatten(), expected, rtol=1e-6, atol=1e-12)
+    assert torch.allclose(shots[-1].density.flatten(), gaussian(y))  # at T: the Gaussian itself
+    assert shots[0].particles.shape == (40, 2)
+    write_gif(shots, tmp_path / "flow.gif")
+    from PIL import Image
+
+    assert Image.open(tmp_path / "flow.gif").n_frames == 5
+
+
+def test_animate_from_the_command_line(tmp_path: Path):
+    toflow.train(load_config("configs/toy_checkerboard_toflow.yaml", [*SMALL, "trainer.animate_frames=3",
+                                                                     f"trainer.log_dir={tmp_path / 'run'}"]))
+    assert (tmp_path / "run" / "flow.gif").is_file()  # left by the run itself
+    done = run_module("animate", str(tmp_path / "run"), "--frames", "4", "--out", str(tmp_path / "again.gif"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    from PIL import Image
+
+    assert Image.open(tmp_path / "again.gif").n_frames == 4
+
+
+def test_a_damaged_or_missing_checkpoint_is_one_line(tmp_path: Path):
+    with pytest.raises(CheckpointError, match="no checkpoints/best.ckpt or last.ckpt"):
+        toflow.load_flow(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="truncated, altered or not a checkpoint"):
+        toflow.load_flow(tmp_path)
+    for name in ("sample", "animate"):
+        done = run_module(name, str(tmp_path))
+        assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
+    missing = run_module("sample", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "no such run directory" in missing.stderr

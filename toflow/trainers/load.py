@@ -1,0 +1,65 @@
+"""A trained flow from its run: ``flow, cfg = toflow.load_flow("runs/<run>")``.
+
+A run directory gives ``checkpoints/best.ckpt`` (the lowest test NLL) or, with
+``which="last"``, ``checkpoints/last.ckpt``, each falling back to the other; a ``.ckpt`` file
+is read as it is. The config comes from the checkpoint itself. Checkpoints are read with
+``weights_only=True`` (no code runs from them); a damaged one, or a run without one, is a
+one-line :class:`~toflow.trainers.reliability.CheckpointError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+from ..config import RunConfig, from_dict
+from ..models import build_flow
+from .reliability import CheckpointError, load_checkpoint
+
+WHICH = ("best", "last")
+
+
+def find_checkpoint(target: str | Path, which: str = "best") -> Path:
+    """The checkpoint file a run directory (or a checkpoint path) names."""
+    if which not in WHICH:
+        raise CheckpointError(f"checkpoint: which='{which}' is not one of {', '.join(WHICH)}")
+    target = Path(target)
+    if target.is_dir():
+        for name in (which, *(w for w in WHICH if w != which)):
+            if (target / "checkpoints" / f"{name}.ckpt").is_file():
+                return target / "checkpoints" / f"{name}.ckpt"
+        raise CheckpointError(f"checkpoint: no checkpoints/best.ckpt or last.ckpt in {target}")
+    if not target.is_file():
+        raise CheckpointError(f"checkpoint: no such run directory or checkpoint: {target}")
+    return target
+
+
+class Loaded(NamedTuple):
+    flow: object
+    cfg: RunConfig
+    checkpoint: Path
+    step: int
+
+
+def load_trained(target: str | Path, which: str = "best", map_location: str = "cpu") -> Loaded:
+    """The flow of a run (eval mode, trained weights and end times), its config, the checkpoint
+    file and the training step it was saved at."""
+    path = find_checkpoint(target, which)
+    checkpoint = load_checkpoint(path)
+    cfg = from_dict(checkpoint["hyper_parameters"]["config"])
+    flow = build_flow(cfg)
+    prefix = "flow."
+    state = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
+    try:
+        flow.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint: {path} does not fit the flow its config describes ({first})") from None
+    return Loaded(flow.to(map_location).eval(), cfg, path, int(checkpoint.get("global_step", 0)))
+
+
+def load_flow(target: str | Path, which: str = "best", map_location: str = "cpu") -> tuple:
+    """``(flow, cfg)``: the trained flow of a run directory or checkpoint, in eval mode, with its
+    trained end times, and the config it was trained with."""
+    loaded = load_trained(target, which, map_location)
+    return loaded.flow, loaded.cfg
