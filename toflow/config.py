@@ -154,6 +154,23 @@ def _to_config(cfg: DictConfig) -> RunConfig:
     return OmegaConf.to_object(cfg)  # type: ignore[return-value]
 
 
+def read_yaml(path: Path, what: str = "config"):
+    """The YAML file ``path``, or a one-line :class:`ConfigError` naming the file, line and column."""
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"{what}: file not found: {path}")
+    try:
+        return OmegaConf.load(path)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+        raise ConfigError(f"{what}: {where}: not valid YAML ({problem})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{what}: cannot read {path} ({err})") from None
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
     """Read a YAML file (optional), apply dotted ``key=value`` overrides, validate.
 
@@ -164,9 +181,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     try:
         if path is not None:
             path = Path(path)
-            if not path.is_file():
-                raise ConfigError(f"config: file not found: {path}")
-            loaded = OmegaConf.load(path)
+            loaded = read_yaml(path)
             if not isinstance(loaded, DictConfig):
                 raise ConfigError(f"config: {path} does not hold a mapping of keys")
             schema = OmegaConf.merge(schema, loaded)
@@ -202,6 +217,35 @@ def to_yaml(cfg: RunConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
+def _numbers(values: dict, prefix: str = ""):
+    """(dotted key, value) for every float in a nested dict."""
+    for key, value in values.items():
+        if isinstance(value, dict):
+            yield from _numbers(value, f"{prefix}{key}.")
+        elif isinstance(value, float):
+            yield f"{prefix}{key}", value
+
+
+# what a resumed run may change: how long and how it is watched, not what or how it learns
+RESUMABLE = ("trainer.", "optim.", "data.root", "data.batch_size", "data.test_size", "name")
+
+
+def changed_keys(saved: RunConfig, given: RunConfig) -> list[str]:
+    """The keys, with both values, where ``given`` changes what the run ``saved`` learns or how."""
+    before, after = dict(_flat(to_dict(saved))), dict(_flat(to_dict(given)))
+    keys = sorted(before.keys() | after.keys())
+    return [f"{key}: {before.get(key)!r} in the run, {after.get(key)!r} given" for key in keys
+            if not key.startswith(RESUMABLE) and before.get(key) != after.get(key)]
+
+
+def _flat(values: dict, prefix: str = ""):
+    for key, value in values.items():
+        if isinstance(value, dict) and value and key != "regularizers":
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def _get(cfg: Any, key: str) -> Any:
     for part in key.split("."):
         cfg = getattr(cfg, part)
@@ -226,6 +270,9 @@ def _components(cfg: RunConfig) -> None:
 
 def validate(cfg: RunConfig) -> None:
     """The components' own checks (:func:`_components`), then the optimizer's and the trainer's ranges."""
+    for key, value in _numbers(to_dict(cfg)):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{key}: must be a finite number, got {value}")
     try:
         _components(cfg)
     except ValueError as err:
@@ -249,6 +296,12 @@ def validate(cfg: RunConfig) -> None:
     for key in ("optim.max_grad_norm", "trainer.num_threads"):
         positive(key, allow_none=True)
     positive("optim.weight_decay", allow_zero=True)
+    positive("trainer.max_bad_steps", allow_zero=True)
+    positive("seed", allow_zero=True)
+    processes = cfg.trainer.devices * cfg.trainer.num_nodes
+    if cfg.data.batch_size % processes:
+        raise ConfigError(f"data.batch_size: {cfg.data.batch_size} (the global batch) does not split evenly over "
+                          f"{processes} processes (trainer.devices x trainer.num_nodes)")
     if cfg.trainer.animate_frames == 1 or cfg.trainer.animate_frames < 0:
         raise ConfigError(f"trainer.animate_frames: 0 (none) or at least 2, got {cfg.trainer.animate_frames}")
 

@@ -41,7 +41,8 @@ from typing import Any, Callable, Dict, List, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .config import ConfigError, load_config, one_line
+from .config import ConfigError, load_config, one_line, read_yaml
+from .trainers.reliability import TrainingFailed
 from .trainers.train import finished_summary, last_checkpoint
 
 
@@ -86,12 +87,9 @@ def arms(grid: dict) -> list[Arm]:
 
 
 def load_study(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"study: file not found: {path}")
+    loaded = read_yaml(Path(path), "study")
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(StudyConfig), OmegaConf.load(path),
-                                 OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(OmegaConf.structured(StudyConfig), loaded, OmegaConf.from_dotlist(list(overrides)))
         study = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise ConfigError(one_line(err, StudyConfig, "study")) from None
@@ -131,7 +129,7 @@ def run_arm(study: StudyConfig, arm: Arm, seed: int) -> dict:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"{arm.name} seed {seed} failed: {tail[0]}")
+        raise TrainingFailed(f"{arm.name} seed {seed} failed: {tail[0]}")
     return finished_summary(where)
 
 
@@ -294,18 +292,16 @@ def run_study(study: StudyConfig) -> dict[str, list[dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .trainers.commands import run_command
+
     parser = argparse.ArgumentParser(prog="python -m toflow.study", description=__doc__.split("\n\n")[0])
     parser.add_argument("study", help="YAML study file, e.g. configs/study_toy.yaml")
     parser.add_argument("overrides", nargs="*", help="study keys, e.g. seeds=[0,1] out=runs/mine parallel=2")
-    parser.add_argument("--debug", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        run_study(load_study(args.study, args.overrides))
-    except (ConfigError, RuntimeError) as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(parser, _study, argv)
+
+
+def _study(args: argparse.Namespace) -> int:
+    run_study(load_study(args.study, args.overrides))
     return 0
 
 

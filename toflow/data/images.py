@@ -43,6 +43,23 @@ def levels(name: str) -> int:
     return 17 if name == "digits" else 256
 
 
+def origin(name: str, root: str | Path = "data") -> str:
+    """Where :func:`load_images` reads ``name`` from, in words (said before it reads)."""
+    root = Path(root)
+    if name == "digits":
+        return "scikit-learn's 8x8 digits (sklearn.datasets.load_digits)"
+    if name == "cifar10":
+        return str(root / "cifar-10-batches-py")
+    raw = root / ("MNIST" if name == "mnist" else "FashionMNIST") / "raw"
+    if all((raw / f).is_file() for f in MNIST_FILES):
+        return str(raw)
+    if all((raw / f"{f}.gz").is_file() for f in MNIST_FILES):
+        return f"{raw} (its .gz files, unpacked there)"
+    if name == "fashion_mnist" and all((DEBIAN_FASHION / f"{f}.gz").is_file() for f in MNIST_FILES):
+        return f"{DEBIAN_FASHION} (Debian's dataset-fashion-mnist; data.root {root} has none), unpacked into {raw}"
+    return f"{raw} (missing)"
+
+
 def _mnist_like(name: str, root: Path, train: bool) -> Tensor:
     from torchvision import datasets
 
@@ -54,9 +71,12 @@ def _mnist_like(name: str, root: Path, train: bool) -> Tensor:
         if missing and all((source / f"{f}.gz").is_file() for f in missing):
             from torchvision.datasets.utils import extract_archive
 
-            raw.mkdir(parents=True, exist_ok=True)
-            for f in missing:
-                extract_archive(str(source / f"{f}.gz"), str(raw))
+            try:
+                raw.mkdir(parents=True, exist_ok=True)
+                for f in missing:
+                    extract_archive(str(source / f"{f}.gz"), str(raw))
+            except OSError as err:
+                raise DataError(f"data.root: cannot unpack {name} into {raw} ({err.strerror or err})") from None
             missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
     if missing:
         hint = " (or install Debian's dataset-fashion-mnist)" if name == "fashion_mnist" else ""

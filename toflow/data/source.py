@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from torch import Tensor
 from torch.utils.data import IterableDataset
 
-from .images import IMAGE_SETS, ImageBatches, image_shape, image_test_set, levels, load_images
+from .images import IMAGE_SETS, ImageBatches, image_shape, image_test_set, levels, load_images, origin
 from .toy import TOY_SETS, ToyStream, toy_test_set
 
 
@@ -37,6 +37,7 @@ class DataSource:
     levels: int | None
     _train_images: Tensor | None = None
     _seed: int = 0
+    origin: str = ""  # where the data came from, in words
 
     @property
     def dim(self) -> int:
@@ -80,8 +81,11 @@ def make_source(name: str, seed: int = 0, root: str = "data", test_size: int = 5
     """The data set ``name``: its test set now, its training batches on demand."""
     check_data(name, root, test_size=test_size, resize=resize, subset=subset)
     if name in TOY_SETS:
-        return DataSource(name, (2,), toy_test_set(name, test_size), None, None, seed)
+        return DataSource(name, (2,), toy_test_set(name, test_size), None, None, seed,
+                          f"generated: training stream from seed {seed}, a fixed test set of {test_size}")
+    where = origin(name, root)
     n_levels = levels(name)
     train = load_images(name, root, train=True, resize=resize, subset=subset)
     test = load_images(name, root, train=False, resize=resize)[:test_size]
-    return DataSource(name, tuple(train.shape[1:]), image_test_set(test, n_levels), n_levels, train, seed)
+    return DataSource(name, tuple(train.shape[1:]), image_test_set(test, n_levels), n_levels, train, seed,
+                      f"{len(train)} training and {len(test)} test images from {where}")

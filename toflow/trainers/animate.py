@@ -20,6 +20,7 @@ from typing import NamedTuple
 import torch
 
 from .evaluation import evaluating
+from .commands import run_command
 from .load import load_trained
 from .plots import LIMIT
 from .reliability import CheckpointError
@@ -104,6 +105,16 @@ def animate(flow, out: Path, k: int = 16, title: str = "", seed: int = 0) -> lis
     return shots
 
 
+def _animate(args: argparse.Namespace) -> int:
+    if args.frames < 2:
+        raise CheckpointError(f"--frames: at least 2, got {args.frames}")
+    loaded = load_trained(args.run, args.which)
+    out = Path(args.out) if args.out else loaded.checkpoint.parent.parent / "flow.gif"
+    animate(loaded.flow, out, args.frames, f"{loaded.cfg.name}, step {loaded.step}", args.seed)
+    print(f"{args.frames} frames from {loaded.checkpoint} (step {loaded.step}) -> {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m toflow.trainers.animate", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a run directory or a .ckpt file")
@@ -111,21 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="the GIF (default: RUN/flow.gif)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--which", default="best", choices=("best", "last"), help="the checkpoint of a run")
-    parser.add_argument("--debug", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        if args.frames < 2:
-            raise CheckpointError(f"--frames: at least 2, got {args.frames}")
-        loaded = load_trained(args.run, args.which)
-        out = Path(args.out) if args.out else loaded.checkpoint.parent.parent / "flow.gif"
-        animate(loaded.flow, out, args.frames, f"{loaded.cfg.name}, step {loaded.step}", args.seed)
-    except CheckpointError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{args.frames} frames from {loaded.checkpoint} (step {loaded.step}) -> {out}")
-    return 0
+    return run_command(parser, _animate, argv)
 
 
 if __name__ == "__main__":

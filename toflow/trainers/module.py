@@ -29,10 +29,11 @@ from ..solvers import NonFiniteError
 from ..solvers.auto import footprint_of
 from .evaluation import EVAL_SEED, evaluating, mean_nll
 from .objective import build_objective
+from .reliability import TrainingFailed
 from .temporal import TimeStep, temporal_step, time_optimizer
 
 
-class NonFiniteTraining(RuntimeError):
+class NonFiniteTraining(TrainingFailed):
     """Too many training steps in a row were skipped for non-finite values."""
 
 

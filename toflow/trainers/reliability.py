@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -26,6 +27,33 @@ class Interrupted(RuntimeError):
         name = signal.Signals(signum).name
         super().__init__(f"stopped by {name} at step {step}; checkpoint saved to {path} "
                          "(continue with trainer.resume=true)")
+
+
+class TrainingFailed(RuntimeError):
+    """Training could not go on (a command's exit code 1)."""
+
+
+class Stopped(RuntimeError):
+    """A command stopped by a signal before it wrote anything."""
+
+    def __init__(self, signum: int, what: str = ""):
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}{'; ' + what if what else ''}")
+
+
+@contextmanager
+def stop_on_signals(what: str = "", signums=(signal.SIGINT, signal.SIGTERM)):
+    """Within: SIGINT and SIGTERM raise :class:`Stopped` (where the next Python line runs), so
+    what is being written atomically is either whole or not written; ``what`` is said with it."""
+    def handle(signum, frame):
+        raise Stopped(signum, what)
+
+    previous = {signum: signal.signal(signum, handle) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

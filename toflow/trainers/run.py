@@ -8,37 +8,32 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..config import ConfigError, load_config
-from ..data import DataError
-from ..solvers import SolverError
-from .module import NonFiniteTraining
-from .reliability import CheckpointError, Interrupted
+from ..config import ConfigError, RunConfig, load_config
+from .commands import run_command
 from .train import train
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m toflow.trainers.run",
-                                     description="Train a continuous normalizing flow from a YAML config.")
-    parser.add_argument("config", help="YAML config, e.g. configs/toy_checkerboard_toflow.yaml")
-    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=500")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = parser.parse_args(argv)
+def config_of(args: argparse.Namespace) -> RunConfig:
+    """The config the command line describes: a YAML file and overrides, or with ``--resume`` the
+    run's own config, its overrides, and the run to continue."""
+    if args.resume is None:
+        if args.config is None:
+            raise ConfigError("config: give a YAML config, or --resume RUN_DIR")
+        return load_config(args.config, args.overrides)
+    run = Path(args.resume)
+    if not (run / "config.yaml").is_file():
+        raise ConfigError(f"--resume: {run} holds no run (no config.yaml)")
+    overrides = ([args.config] if args.config else []) + list(args.overrides)
+    return load_config(run / "config.yaml", [*overrides, "trainer.resume=true", f"trainer.log_dir={run}"])
+
+
+def _train(args: argparse.Namespace) -> int:
     if not args.debug:
         for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        cfg = load_config(args.config, args.overrides)
-        summary = train(cfg)
-        if not summary:  # a data-parallel process other than the first
-            return 0
-    except (ConfigError, DataError, CheckpointError, SolverError, NonFiniteTraining) as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 1 if isinstance(err, (SolverError, NonFiniteTraining)) else 2  # 2: bad input; 1: training failed
-    except Interrupted as stop:
-        print(f"{stop}", file=sys.stderr)
-        return 128 + stop.signum
+    summary = train(config_of(args))
+    if not summary:  # a data-parallel process other than the first
+        return 0
     score = (f"test {summary['test_bpd']:.4f} bits/dim" if "test_bpd" in summary
              else f"test NLL {summary['test_nll']:.4f} nats")
     print(f"{summary['name']} [{summary['objective']}, {summary['mode']}, {summary['solver']}]: {score} | "
@@ -48,6 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     board = shutil.which("tensorboard") or str(Path(sys.executable).with_name("tensorboard"))
     print(f"run: {summary['log_dir']}  (open it with: {board} --logdir {summary['log_dir']})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m toflow.trainers.run",
+                                     description="Train a continuous normalizing flow from a YAML config.")
+    parser.add_argument("config", nargs="?", help="YAML config, e.g. configs/toy_checkerboard_toflow.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=500")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its own config")
+    return run_command(parser, _train, argv)
 
 
 if __name__ == "__main__":

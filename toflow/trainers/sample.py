@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..data import IMAGE_SETS
+from .commands import run_command
 from .load import load_trained
 from .plots import samples
 from .reliability import CheckpointError
@@ -61,6 +62,21 @@ def save(drawn: torch.Tensor, flow, out: Path, title: str = "") -> None:
                              pad_value=1.0), out)
 
 
+def _sample(args: argparse.Namespace) -> int:
+    loaded = load_trained(args.run, args.which)
+    out = Path(args.out) if args.out else loaded.checkpoint.parent.parent / "sampled.png"
+    if out.suffix not in FORMATS:
+        raise CheckpointError(f"--out: {out} should end in {', '.join(FORMATS)}")
+    n = args.n if args.n is not None else (64 if loaded.cfg.data.name in IMAGE_SETS else 2000)
+    if n < 1 or not args.temperature > 0:
+        raise CheckpointError(f"--n and --temperature: must be positive, got {n} and {args.temperature}")
+    drawn, nfe = draw(loaded.flow, n, args.temperature, args.seed)
+    save(drawn, loaded.flow, out, f"{loaded.cfg.name}: {n} samples, step {loaded.step}")
+    print(f"{n} samples from {loaded.checkpoint} (step {loaded.step}), temperature {args.temperature}, seed "
+          f"{args.seed}: {nfe} NFE -> {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m toflow.trainers.sample", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a run directory or a .ckpt file")
@@ -69,26 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="FILE.png, .pt or .npy (default: RUN/sampled.png)")
     parser.add_argument("--which", default="best", choices=("best", "last"), help="the checkpoint of a run")
-    parser.add_argument("--debug", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        loaded = load_trained(args.run, args.which)
-        out = Path(args.out) if args.out else loaded.checkpoint.parent.parent / "sampled.png"
-        if out.suffix not in FORMATS:
-            raise CheckpointError(f"--out: {out} should end in {', '.join(FORMATS)}")
-        n = args.n if args.n is not None else (64 if loaded.cfg.data.name in IMAGE_SETS else 2000)
-        if n < 1 or not args.temperature > 0:
-            raise CheckpointError(f"--n and --temperature: must be positive, got {n} and {args.temperature}")
-        drawn, nfe = draw(loaded.flow, n, args.temperature, args.seed)
-        save(drawn, loaded.flow, out, f"{loaded.cfg.name}: {n} samples, step {loaded.step}")
-    except CheckpointError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{n} samples from {loaded.checkpoint} (step {loaded.step}), temperature {args.temperature}, seed "
-          f"{args.seed}: {nfe} NFE -> {out}")
-    return 0
+    return run_command(parser, _sample, argv)
 
 
 if __name__ == "__main__":

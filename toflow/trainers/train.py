@@ -17,7 +17,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from ..config import ConfigError, RunConfig, to_dict, to_yaml
+from ..config import ConfigError, RunConfig, changed_keys, from_dict, read_yaml, to_dict, to_yaml
 from .callbacks import DensityPlots, SampleGrids, save_grid
 from ..data import DataSource
 from .module import FlowModule
@@ -58,12 +58,24 @@ def finished_summary(run_dir: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def saved_config(run_dir: Path) -> RunConfig:
+    """The config a run was trained with (its ``config.yaml``)."""
+    from omegaconf import OmegaConf
+
+    return from_dict(OmegaConf.to_container(read_yaml(Path(run_dir) / "config.yaml", "trainer.resume")))
+
+
 def _checkpoint_path(run_dir: Path, cfg: RunConfig) -> Path | None:
     last = last_checkpoint(run_dir)
     if cfg.trainer.resume:
         if not last.is_file():
             raise ConfigError(f"trainer.resume: no checkpoint to resume at {last}")
         load_checkpoint(last)  # refuse a damaged file before anything starts
+        if (run_dir / "config.yaml").is_file():
+            changed = changed_keys(saved_config(run_dir), cfg)
+            if changed:
+                raise ConfigError(f"trainer.resume: {run_dir} was trained with another model or method; "
+                                  + "; ".join(changed))
         return last
     if last.exists():
         raise ConfigError(f"trainer.log_dir: {run_dir} already holds a run; pass trainer.resume=true to "
@@ -82,8 +94,12 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
     """
     run_dir = run_dir_of(cfg)
     ckpt_path = _checkpoint_path(run_dir, cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    except OSError as err:
+        raise ConfigError(f"trainer.log_dir: cannot write the run directory {run_dir} ({err.strerror or err})") \
+            from None
     module = _module(cfg, source)
     trainer = _trainer(cfg, run_dir, module, callbacks)
     _fit(trainer, module, ckpt_path, run_dir, distributed=cfg.trainer.devices * cfg.trainer.num_nodes > 1)
@@ -105,6 +121,7 @@ def _module(cfg: RunConfig, source: DataSource | None) -> FlowModule:
     pl.seed_everything(cfg.seed, verbose=False)
     module = FlowModule(cfg, source)
     blocks = module.flow.blocks()
+    print(f"data: {module.source.name}, {module.source.origin or 'given'}", flush=True)
     print(f"{cfg.name}: {sum(p.numel() for p in module.flow.parameters()):,} parameters in {len(blocks)} CNF "
           f"block{'s' if len(blocks) > 1 else ''}; divergence by {blocks[0].dynamics.path}", flush=True)
     return module
