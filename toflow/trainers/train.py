@@ -121,7 +121,7 @@ def _module(cfg: RunConfig, source: DataSource | None) -> FlowModule:
     pl.seed_everything(cfg.seed, verbose=False)
     module = FlowModule(cfg, source)
     blocks = module.flow.blocks()
-    print(f"data: {module.source.name}, {module.source.origin or 'given'}", flush=True)
+    print(f"data: {module.source.name}, {getattr(module.source, 'origin', '') or 'given'}", flush=True)
     print(f"{cfg.name}: {sum(p.numel() for p in module.flow.parameters()):,} parameters in {len(blocks)} CNF "
           f"block{'s' if len(blocks) > 1 else ''}; divergence by {blocks[0].dynamics.path}", flush=True)
     return module
