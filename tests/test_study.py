@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 
 from toflow.config import ConfigError
-from toflow.study import COLUMNS, arms, load_study, run_study, training_clock
+from toflow.study import (COLUMNS, Curve, StudyConfig, arms, first_reached, load_study, run_study, targets,
+                          training_clock)
 
 SMALL = ["trainer.max_steps=5", "model.hidden=[8]", "data.batch_size=32", "data.test_size=64",
          "trainer.eval_every=5", "trainer.viz_every=5", "trainer.checkpoint_every=5", "solver.atol=1e-3",
@@ -50,9 +51,9 @@ def test_two_arm_study_writes_the_table_and_skips_finished_arms(tmp_path: Path, 
     assert all(column in header for column in COLUMNS)
     rows = [line for line in table.splitlines() if line.startswith("| time.mode=")]
     assert len(rows) == 2 and all(row.count("|") == len(COLUMNS) + 1 for row in rows)
-    to_target = header.split(" | ").index("time to baseline's NLL (s)")
-    reached = rows[0].split(" | ")[to_target]  # the baseline reaches its own final NLL, at its last evaluation
-    assert float(reached) > 0
+    quality = [line for line in table.splitlines() if line.startswith("| time.mode=fixed | fixed_final")]
+    assert len(quality) == 1 and quality[0].endswith("| 1 of 1 |")  # the baseline reaches its own final NLL
+    assert (tmp_path / "out" / "nll_vs_nfe.png").is_file()
     assert (tmp_path / "out" / "nll_vs_wall.png").is_file() and (tmp_path / "out" / "nfe_vs_step.png").is_file()
     summary = tmp_path / "out" / "time.mode=fixed" / "seed0" / "summary.json"
     stamp = summary.stat().st_mtime_ns
@@ -68,3 +69,26 @@ def test_a_bad_arm_is_refused_before_anything_runs(tmp_path: Path):
     with pytest.raises(ConfigError, match="time.mode"):
         load_study(write_study(tmp_path, "  time.mode: [fixed, sometimes]"))
     assert not (tmp_path / "out").exists()
+
+
+def test_time_to_quality_on_curves_computed_by_hand():
+    # evaluations at steps 10, 20, 30 with the training time (evaluations left out) and the NFE by then
+    run = Curve(steps=[10, 20, 30], values=[5.0, 4.0, 3.0], seconds=[1.5, 3.0, 4.5], nfe=[100, 220, 360])
+    assert first_reached(run, 3.5) == (4.5, 360)  # reached between the second and third: counted at the third
+    assert first_reached(run, 5.0) == (1.5, 100)  # reached at the first
+    assert first_reached(run, 2.0) is None  # never reached
+    assert first_reached(run, 4.0 - 1e-7) == (3.0, 220)  # within float32's precision of the logged value
+    clock = training_clock([SimpleNamespace(step=s, value=0.15) for s in range(1, 31)])
+    assert clock(10) == pytest.approx(1.5) and clock(30) == pytest.approx(4.5)  # step times only
+
+
+def test_targets_come_from_the_baseline_arm():
+    study = StudyConfig(targets=["fixed_final", "fixed_half", 2.5], baseline="fixed")
+    curves = {"other": [], "fixed": [Curve([100, 200, 300, 400], [6.0, 5.0, 4.0, 3.5], [1, 2, 3, 4], [1, 2, 3, 4]),
+                                      Curve([100, 200, 300, 400], [6.0, 4.6, 4.2, 3.3], [1, 2, 3, 4], [1, 2, 3, 4])]}
+    goals = targets(study, curves, {"fixed": [3.5, 3.3], "other": [9.0]})
+    assert goals == pytest.approx({"fixed_final": 3.4, "fixed_half": 4.8, "2.5": 2.5})
+    with pytest.raises(ConfigError, match="targets: 'best'"):
+        from toflow.study import check_study
+
+        check_study(StudyConfig(targets=["best"], grid={"time.mode": ["fixed", "toflow"]}))

@@ -36,7 +36,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -55,6 +56,7 @@ class StudyConfig:
     out: str = "runs/study"
     parallel: int = 1
     baseline: Optional[str] = None  # the arm the table's ratios are against (default: the first)
+    targets: List[Any] = field(default_factory=lambda: ["fixed_final", "fixed_half"])  # of the time-to-quality table
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ def check_study(study: StudyConfig) -> StudyConfig:
         raise ConfigError(f"parallel: must be at least 1, got {study.parallel}")
     if not study.seeds:
         raise ConfigError("seeds: give at least one seed")
+    for target in study.targets:
+        if target not in ("fixed_final", "fixed_half") and not isinstance(target, (int, float)):
+            raise ConfigError(f"targets: '{target}' is neither fixed_final, fixed_half nor a number")
     names = [arm.name for arm in arms(study.grid)]
     if study.baseline is not None and study.baseline not in names:
         raise ConfigError(f"baseline: '{study.baseline}' is not an arm; one of {', '.join(names)}")
@@ -140,14 +145,13 @@ def _mean_std(values: list[float]) -> str:
 
 
 COLUMNS = ("arm", "test NLL (nats)", "NFE fwd", "NFE bwd", "NFE vs baseline", "s/step", "time vs baseline", "wall (s)",
-           "time to baseline's NLL (s)", "final T", "sampling NFE", "seeds")
+           "final T", "sampling NFE", "seeds")
 
 
-def table(results: dict[str, list[dict]], baseline: str | None = None, to_target: dict | None = None) -> str:
+def table(results: dict[str, list[dict]], baseline: str | None = None) -> str:
     """One row per arm: means over seeds (the score with its spread), NFE and time per step also
     as ratios against the ``baseline`` arm (default: the first) of the same study; test
-    bits/dim after the NLL where the data are images; ``to_target``: per arm, the training
-    time of each seed's run to the baseline's final test NLL (None where not reached)."""
+    bits/dim after the NLL where the data are images."""
     baseline = baseline or next(iter(results))
     images = all("test_bpd" in r for runs in results.values() for r in runs)
     columns = [*COLUMNS[:2], *(["test bits/dim"] if images else []), *COLUMNS[2:]]
@@ -166,7 +170,7 @@ def table(results: dict[str, list[dict]], baseline: str | None = None, to_target
                  f"{mean(name, 'nfe_backward_mean'):.1f}", f"{nfe(name) / nfe(baseline):.2f}x",
                  f"{mean(name, 'time_per_iter_s'):.3f}",
                  f"{mean(name, 'time_per_iter_s') / mean(baseline, 'time_per_iter_s'):.2f}x",
-                 f"{mean(name, 'wall_s'):.0f}", _reached((to_target or {}).get(name)), f"{final_T:.3f}",
+                 f"{mean(name, 'wall_s'):.0f}", f"{final_T:.3f}",
                  f"{statistics.mean(r['sample_nfe'] for r in runs):.0f}" if all("sample_nfe" in r for r in runs)
                  else "n/a", str(len(runs))]
         lines.append("| " + " | ".join(cells) + " |")
@@ -191,23 +195,65 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
 
 
-def _reached(times: list | None) -> str:
-    if not times:
-        return "n/a"
-    reached = [t for t in times if t is not None]
-    if not reached:
-        return "not reached"
-    seconds = statistics.mean(reached)
-    text = f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.2f}"
-    return text + (f" ({len(reached)} of {len(times)} seeds)" if len(reached) < len(times) else "")
+class Curve(NamedTuple):
+    """A run's evaluations: each one's step and test metric, and the training time (the sum of
+    step times: evaluation and stops left out) and the cumulative NFE (forward + backward) by then."""
+
+    steps: list
+    values: list
+    seconds: list
+    nfe: list
 
 
-def time_to(run: Path, target: float) -> float | None:
-    """Training time (the sum of step times) at the first evaluation of ``run`` whose test NLL is
-    at most ``target`` (to float32's precision, as TensorBoard keeps it); None if none is."""
+def curve(run: Path, metric: str = "nll") -> Curve:
+    """``run``'s test ``metric`` (``nll`` or ``bpd``) as a :class:`Curve`, from its TensorBoard events."""
+    evaluations = _scalars(run, f"test/{metric}")
     clock = training_clock(_scalars(run, "time/step_s"))
+    forward, backward = _scalars(run, "nfe/forward"), {e.step: e.value for e in _scalars(run, "nfe/backward")}
+    work = training_clock([SimpleNamespace(step=e.step, value=e.value + backward.get(e.step, 0.0)) for e in forward])
+    steps = [e.step for e in evaluations]
+    return Curve(steps, [e.value for e in evaluations], [clock(k) for k in steps], [work(k) for k in steps])
+
+
+def first_reached(run: Curve, target: float) -> tuple[float, float] | None:
+    """(training time, cumulative NFE) at the first evaluation at or below ``target`` (to float32's
+    precision, as TensorBoard keeps it), or None if no evaluation is."""
     bound = target + 1e-6 * abs(target)
-    return next((clock(e.step) for e in _scalars(run, "test/nll") if e.value <= bound), None)
+    return next(((s, n) for v, s, n in zip(run.values, run.seconds, run.nfe) if v <= bound), None)
+
+
+def targets(study: StudyConfig, curves: dict[str, list[Curve]], finals: dict[str, list[float]]) -> dict:
+    """The study's targets by name: ``fixed_final`` (the baseline arm's final test metric, mean over
+    seeds), ``fixed_half`` (its value at the evaluation nearest half its steps), or numbers."""
+    baseline = study.baseline or next(iter(curves))
+    out = {}
+    for target in study.targets:
+        if target == "fixed_final":
+            out[target] = statistics.mean(finals[baseline])
+        elif target == "fixed_half":
+            halves = [c.values[min(range(len(c.steps)), key=lambda i: abs(c.steps[i] - c.steps[-1] / 2))]
+                      for c in curves[baseline] if c.steps]
+            if halves:
+                out[target] = statistics.mean(halves)
+        else:
+            out[str(target)] = float(target)
+    return out
+
+
+def quality_table(curves: dict[str, list[Curve]], goals: dict, unit: str) -> str:
+    """Per arm and target: the training time and cumulative NFE at which the runs first reach it."""
+    lines = [f"| arm | target ({unit}) | training time (s) | cumulative NFE | seeds that reach it |",
+             "|---|---|---|---|---|"]
+    for name, runs in curves.items():
+        for goal, value in goals.items():
+            reached = [r for r in (first_reached(c, value) for c in runs) if r is not None]
+            if reached:
+                seconds, nfe = statistics.mean(s for s, _ in reached), statistics.mean(n for _, n in reached)
+                cells = [f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.2f}", f"{nfe:.0f}"]
+            else:
+                cells = ["not reached", "not reached"]
+            lines.append(f"| {name} | {goal} = {value:.4f} | {cells[0]} | {cells[1]} | {len(reached)} of {len(runs)} |")
+    return "\n".join(lines) + "\n"
 
 
 def _scalars(path: Path, tag: str) -> list:
@@ -227,35 +273,51 @@ def training_clock(step_times: list) -> Callable[[int], float]:
     return lambda step: elapsed[bisect.bisect_right(steps, step) - 1] if steps and step >= steps[0] else 0.0
 
 
-def plots(study: StudyConfig, arm_list: list[Arm]) -> list[Path]:
-    """Test NLL against training time and NFE per step against step, one line per arm (first seed)."""
+def _band(runs: list[Curve], axis: str) -> tuple[list, list, list, list]:
+    """x (the mean over seeds), and the mean, lowest and highest metric over seeds, at the
+    evaluations every seed has."""
+    count = min(len(c.steps) for c in runs)
+    xs = [statistics.mean(getattr(c, axis)[i] for c in runs) for i in range(count)]
+    values = [[c.values[i] for c in runs] for i in range(count)]
+    return xs, [statistics.mean(v) for v in values], [min(v) for v in values], [max(v) for v in values]
+
+
+def plots(study: StudyConfig, arm_list: list[Arm], curves: dict[str, list[Curve]], unit: str) -> list[Path]:
+    """The test metric against training time and against cumulative NFE (one line per arm, the
+    seeds as a band), and NFE per step against step (first seed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = Path(study.out)
-    fig_nll, ax_nll = plt.subplots(figsize=(7, 4.5))
-    fig_nfe, ax_nfe = plt.subplots(figsize=(7, 4.5))
-    seed = study.seeds[0]
+    figures = {name: plt.subplots(figsize=(7, 4.5)) for name in ("nll_vs_wall.png", "nll_vs_nfe.png",
+                                                                   "nfe_vs_step.png")}
     for arm in arm_list:
-        where = run_dir(study, arm, seed)
-        nll = _scalars(where, "test/nll")
-        forward, backward = _scalars(where, "nfe/forward"), _scalars(where, "nfe/backward")
-        if nll:
-            clock = training_clock(_scalars(where, "time/step_s"))
-            ax_nll.plot([clock(e.step) for e in nll], [e.value for e in nll], marker="o", label=arm.name)
+        runs = [c for c in curves[arm.name] if c.steps]
+        for name, axis in (("nll_vs_wall.png", "seconds"), ("nll_vs_nfe.png", "nfe")):
+            if runs:
+                xs, mean, low, high = _band(runs, axis)
+                line, = figures[name][1].plot(xs, mean, marker="o", markersize=3, label=arm.name)
+                if len(runs) > 1:
+                    figures[name][1].fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
+        forward = _scalars(run_dir(study, arm, study.seeds[0]), "nfe/forward")
+        backward = {e.step: e.value for e in _scalars(run_dir(study, arm, study.seeds[0]), "nfe/backward")}
         if forward:
-            steps = [e.step for e in forward]
-            total = [f.value + b.value for f, b in zip(forward, backward)] if backward else [f.value for f in forward]
+            total = [e.value + backward.get(e.step, 0.0) for e in forward]
             window = max(1, len(total) // 50)
             smooth = [statistics.mean(total[max(0, i - window + 1): i + 1]) for i in range(len(total))]
-            ax_nfe.plot(steps, smooth, label=arm.name)
-    ax_nll.set(xlabel="training time (s, sum of step times)", ylabel="test NLL (nats)",
-               title=f"test NLL against training time (seed {seed})")
-    ax_nfe.set(xlabel="step", ylabel="NFE per step (forward + backward)", title=f"NFE against step (seed {seed})")
+            figures["nfe_vs_step.png"][1].plot([e.step for e in forward], smooth, label=arm.name)
+    seeds = f"seeds {', '.join(map(str, study.seeds))}" if len(study.seeds) > 1 else f"seed {study.seeds[0]}"
+    labels = {"nll_vs_wall.png": ("training time (s, sum of step times)", f"test {unit}",
+                                  f"test {unit} against training time ({seeds})"),
+              "nll_vs_nfe.png": ("field evaluations so far (forward + backward)", f"test {unit}",
+                                 f"test {unit} against cumulative NFE ({seeds})"),
+              "nfe_vs_step.png": ("step", "NFE per step (forward + backward)",
+                                  f"NFE against step (seed {study.seeds[0]})")}
     paths = []
-    for fig, ax, name in ((fig_nll, ax_nll, "nll_vs_wall.png"), (fig_nfe, ax_nfe, "nfe_vs_step.png")):
+    for name, (fig, ax) in figures.items():
+        ax.set(xlabel=labels[name][0], ylabel=labels[name][1], title=labels[name][2])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
@@ -266,7 +328,7 @@ def plots(study: StudyConfig, arm_list: list[Arm]) -> list[Path]:
 
 
 def run_study(study: StudyConfig) -> dict[str, list[dict]]:
-    """Run (or skip) every arm and seed, then write the table and the plots."""
+    """Run (or skip) every arm and seed, then write the tables and the plots."""
     arm_list = arms(check_study(study).grid)
     jobs = [(arm, seed) for seed in study.seeds for arm in arm_list]
     with ThreadPoolExecutor(max_workers=study.parallel) as pool:
@@ -274,19 +336,22 @@ def run_study(study: StudyConfig) -> dict[str, list[dict]]:
     results: dict[str, list[dict]] = {arm.name: [] for arm in arm_list}
     for (arm, _), summary in zip(jobs, summaries):
         results[arm.name].append(summary)
+    images = all("test_bpd" in r for runs in results.values() for r in runs)
+    metric, unit = ("bpd", "bits/dim") if images else ("nll", "NLL (nats)")
+    curves = {arm.name: [curve(run_dir(study, arm, seed), metric) for seed in study.seeds] for arm in arm_list}
+    goals = targets(study, curves, {name: [r[f"test_{metric}"] for r in runs] for name, runs in results.items()})
     out = Path(study.out)
     out.mkdir(parents=True, exist_ok=True)
-    baseline = study.baseline or arm_list[0].name
-    target = statistics.mean(r["test_nll"] for r in results[baseline])
-    to_target = {arm.name: [time_to(run_dir(study, arm, seed), target) for seed in study.seeds] for arm in arm_list}
     pace = "one after another" if study.parallel == 1 else f"{study.parallel} at a time"
     text = (f"Study of `{study.base}` with {' '.join(study.overrides) or 'no overrides'}; "
             f"seeds {', '.join(map(str, study.seeds))}; runs {pace} on {machine()}. "
-            f"Ratios against `{baseline}`; its final test NLL, {target:.4f}, is the target of the time-to "
-            f"column (training time only, first evaluation at or below it).\n\n"
-            + table(results, study.baseline, to_target))
+            f"Ratios against `{study.baseline or arm_list[0].name}`.\n\n" + table(results, study.baseline)
+            + "\nTime to quality: the training time (step times only, evaluation left out) and the field "
+              "evaluations at the first evaluation at or below each target; `fixed_final` and `fixed_half` are "
+              f"the baseline arm's final test {unit} and its value at half its steps.\n\n"
+            + quality_table(curves, goals, unit))
     (out / "results.md").write_text(text)
-    plots(study, arm_list)
+    plots(study, arm_list, curves, unit)
     print(text)
     return results
 
