@@ -49,7 +49,7 @@ def test_two_arm_study_writes_the_table_and_skips_finished_arms(tmp_path: Path, 
     table = (tmp_path / "out" / "results.md").read_text()
     header = next(line for line in table.splitlines() if line.startswith("| arm"))
     assert all(column in header for column in COLUMNS)
-    rows = [line for line in table.splitlines() if line.startswith("| time.mode=")]
+    rows = [line for line in table.split("Time to quality")[0].splitlines() if line.startswith("| time.mode=")]
     assert len(rows) == 2 and all(row.count("|") == len(COLUMNS) + 1 for row in rows)
     quality = [line for line in table.splitlines() if line.startswith("| time.mode=fixed | fixed_final")]
     assert len(quality) == 1 and quality[0].endswith("| 1 of 1 |")  # the baseline reaches its own final NLL
@@ -92,3 +92,50 @@ def test_targets_come_from_the_baseline_arm():
         from toflow.study import check_study
 
         check_study(StudyConfig(targets=["best"], grid={"time.mode": ["fixed", "toflow"]}))
+
+
+def test_the_time_to_quality_studies_name_their_arms():
+    expected = {
+        "configs/study_digits.yaml": ["arm=fixed", "arm=steer", "arm=toflow", "arm=toflow_ot", "arm=rnode", "arm=fm_ot"],
+        "configs/study_fashion_mnist_8.yaml": ["arm=fixed", "arm=steer", "arm=toflow", "arm=toflow_ot", "arm=rnode",
+                                               "arm=fm_ot"],
+        "configs/study_alpha.yaml": ["time.alpha=0.0", "time.alpha=0.01", "time.alpha=0.1", "time.alpha=1.0"],
+        "configs/study_eps.yaml": ["time.eps=0.05", "time.eps=0.1", "time.eps=0.3", "time.eps=0.5"],
+        "configs/study_spatial.yaml": [f"time.mode={m},spatial={c}" for m in ("fixed", "toflow")
+                                       for c in ("0", "0.01", "0.1", "1")],
+    }
+    for path, names in expected.items():
+        study = load_study(path)
+        assert [arm.name for arm in arms(study.grid)] == names, path
+        assert len(study.seeds) >= (2 if "digits" in path or "fashion" in path else 1)
+    fig1 = load_study("configs/study_fig1.yaml")
+    assert len(arms(fig1.grid)) == 16
+
+
+def test_figure_1_draws_data_and_each_modes_density(tmp_path: Path):
+    import sys
+
+    import toflow
+
+    sys.path.insert(0, "bench")
+    from fig1 import runs_of
+
+    from toflow.trainers.plots import figure_1
+
+    for mode in ("fixed", "toflow"):
+        toflow.train(load_study_free_config(mode, tmp_path / f"data.name=moons,time.mode={mode}" / "seed0"))
+    runs = runs_of(tmp_path)
+    assert list(runs) == ["moons"] and set(runs["moons"]) == {"fixed", "toflow"}
+    fig = figure_1(runs, grid=20)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 3 and titles[0] == "moons: data" and titles[1].startswith("fixed: ")
+    assert titles[2].startswith("toflow: ") and titles[2].endswith(" nats")
+
+
+def load_study_free_config(mode: str, run: Path):
+    from toflow.config import load_config
+
+    return load_config("configs/toy_checkerboard_quick.yaml", [
+        "data.name=moons", f"time.mode={mode}", "trainer.max_steps=2", "trainer.eval_every=2", "trainer.viz_every=100",
+        "trainer.animate_frames=0", "model.hidden=[8]", "data.batch_size=64", "data.test_size=100",
+        "trainer.progress_bar=false", f"trainer.log_dir={run}"])

@@ -282,39 +282,48 @@ def _band(runs: list[Curve], axis: str) -> tuple[list, list, list, list]:
     return xs, [statistics.mean(v) for v in values], [min(v) for v in values], [max(v) for v in values]
 
 
+def _smooth(values: list) -> list:
+    window = max(1, len(values) // 50)
+    return [statistics.mean(values[max(0, i - window + 1): i + 1]) for i in range(len(values))]
+
+
 def plots(study: StudyConfig, arm_list: list[Arm], curves: dict[str, list[Curve]], unit: str) -> list[Path]:
-    """The test metric against training time and against cumulative NFE (one line per arm, the
-    seeds as a band), and NFE per step against step (first seed)."""
+    """The test metric against training time, cumulative NFE and step (one line per arm, the seeds
+    as a band), and NFE per step and the gradient norm against step (first seed): the paper's
+    ablation figures' three panels among them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = Path(study.out)
-    figures = {name: plt.subplots(figsize=(7, 4.5)) for name in ("nll_vs_wall.png", "nll_vs_nfe.png",
-                                                                   "nfe_vs_step.png")}
+    figures = {name: plt.subplots(figsize=(7, 4.5)) for name in ("nll_vs_wall.png", "nll_vs_nfe.png", "nll_vs_step.png",
+                                                                   "nfe_vs_step.png", "grad_vs_step.png")}
     for arm in arm_list:
         runs = [c for c in curves[arm.name] if c.steps]
-        for name, axis in (("nll_vs_wall.png", "seconds"), ("nll_vs_nfe.png", "nfe")):
+        for name, axis in (("nll_vs_wall.png", "seconds"), ("nll_vs_nfe.png", "nfe"), ("nll_vs_step.png", "steps")):
             if runs:
                 xs, mean, low, high = _band(runs, axis)
                 line, = figures[name][1].plot(xs, mean, marker="o", markersize=3, label=arm.name)
                 if len(runs) > 1:
                     figures[name][1].fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
-        forward = _scalars(run_dir(study, arm, study.seeds[0]), "nfe/forward")
-        backward = {e.step: e.value for e in _scalars(run_dir(study, arm, study.seeds[0]), "nfe/backward")}
-        if forward:
-            total = [e.value + backward.get(e.step, 0.0) for e in forward]
-            window = max(1, len(total) // 50)
-            smooth = [statistics.mean(total[max(0, i - window + 1): i + 1]) for i in range(len(total))]
-            figures["nfe_vs_step.png"][1].plot([e.step for e in forward], smooth, label=arm.name)
+        where = run_dir(study, arm, study.seeds[0])
+        backward = {e.step: e.value for e in _scalars(where, "nfe/backward")}
+        nfe = [SimpleNamespace(step=e.step, value=e.value + backward.get(e.step, 0.0))
+               for e in _scalars(where, "nfe/forward")]
+        for name, events in (("nfe_vs_step.png", nfe), ("grad_vs_step.png", _scalars(where, "train/grad_norm"))):
+            if events:
+                figures[name][1].plot([e.step for e in events], _smooth([e.value for e in events]), label=arm.name)
     seeds = f"seeds {', '.join(map(str, study.seeds))}" if len(study.seeds) > 1 else f"seed {study.seeds[0]}"
     labels = {"nll_vs_wall.png": ("training time (s, sum of step times)", f"test {unit}",
                                   f"test {unit} against training time ({seeds})"),
               "nll_vs_nfe.png": ("field evaluations so far (forward + backward)", f"test {unit}",
                                  f"test {unit} against cumulative NFE ({seeds})"),
+              "nll_vs_step.png": ("step", f"test {unit}", f"test {unit} over training ({seeds})"),
               "nfe_vs_step.png": ("step", "NFE per step (forward + backward)",
-                                  f"NFE against step (seed {study.seeds[0]})")}
+                                  f"NFE against step (seed {study.seeds[0]})"),
+              "grad_vs_step.png": ("step", "the weights' gradient norm (before clipping)",
+                                   f"gradient norm over training (seed {study.seeds[0]})")}
     paths = []
     for name, (fig, ax) in figures.items():
         ax.set(xlabel=labels[name][0], ylabel=labels[name][1], title=labels[name][2])

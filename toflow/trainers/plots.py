@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -58,3 +61,32 @@ def sample_grid(flow, n: int = 64, temperature: float = 1.0, seed: int = 0) -> t
 
     images = samples(flow, n, seed, temperature)
     return make_grid(images.clamp(0, 1).float(), nrow=int(n ** 0.5), padding=1, pad_value=1.0)
+
+
+def figure_1(runs: dict, limit: float = LIMIT, grid: int = 100):
+    """The paper's Figure 1: for each 2-D set (columns), its data and the density of each mode's
+    trained flow (rows), the test NLL in each title. ``runs``: {set: {mode: run directory}}."""
+    from ..data import toy_test_set
+    from .load import load_trained
+
+    modes = sorted({mode for by_mode in runs.values() for mode in by_mode}, key=lambda m: (m != "fixed", m))
+    fig, axes = plt.subplots(1 + len(modes), len(runs), figsize=(2.2 * len(runs), 2.3 * (1 + len(modes))),
+                             squeeze=False)
+    for column, (name, by_mode) in enumerate(runs.items()):
+        data = toy_test_set(name, 5000).numpy()
+        axes[0, column].hist2d(data[:, 0], data[:, 1], bins=100, range=[[-limit, limit]] * 2, cmap="viridis")
+        axes[0, column].set_title(f"{name}: data", fontsize=8)
+        for row, mode in enumerate(modes, start=1):
+            if mode not in by_mode:
+                axes[row, column].axis("off")
+                continue
+            loaded = load_trained(by_mode[mode])
+            axes[row, column].imshow(density_grid(loaded.flow, grid, limit).numpy(), origin="lower", cmap="viridis",
+                                     extent=[-limit, limit, -limit, limit])
+            summary = Path(by_mode[mode]) / "summary.json"
+            nll = json.loads(summary.read_text())["test_nll"] if summary.is_file() else float("nan")
+            axes[row, column].set_title(f"{mode}: {nll:.3f} nats", fontsize=8)
+    for ax in axes.flat:
+        ax.set(xticks=[], yticks=[], aspect="equal")
+    fig.tight_layout()
+    return fig
