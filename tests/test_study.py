@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import pytest
 
 from toflow.config import ConfigError
-from toflow.study import (COLUMNS, Curve, StudyConfig, arms, first_reached, load_study, run_study, targets,
-                          training_clock)
+from toflow.study import (COLUMNS, Curve, StudyConfig, arms, baselines, first_reached, load_study, run_study,
+                          targets, training_clock)
 
 SMALL = ["trainer.max_steps=5", "model.hidden=[8]", "data.batch_size=32", "data.test_size=64",
          "trainer.eval_every=5", "trainer.viz_every=5", "trainer.checkpoint_every=5", "solver.atol=1e-3",
@@ -27,6 +27,21 @@ def test_grid_expands_keys_and_labelled_bundles():
     assert names == ["time.mode=fixed,spatial=none", "time.mode=fixed,spatial=ot",
                      "time.mode=toflow,spatial=none", "time.mode=toflow,spatial=ot"]
     assert arms(grid)[1].overrides == ("time.mode=fixed", "regularizers.kinetic=0.01")
+
+
+def test_a_baseline_of_some_labels_compares_within_the_other_axes():
+    grid = {"data.name": ["moons", "rings"], "time.mode": ["fixed", "toflow"], "model.hidden": [[8, 8], [16]]}
+    of = baselines(arms(grid), "time.mode=fixed")
+    assert of["data.name=rings,time.mode=toflow,model.hidden=[8,8]"] == "data.name=rings,time.mode=fixed,model.hidden=[8,8]"
+    assert of["data.name=moons,time.mode=fixed,model.hidden=[16]"] == "data.name=moons,time.mode=fixed,model.hidden=[16]"
+    assert set(baselines(arms(grid), "time.mode=fixed,model.hidden=[8,8]").values()) == {
+        "data.name=moons,time.mode=fixed,model.hidden=[8,8]", "data.name=rings,time.mode=fixed,model.hidden=[8,8]"}
+    whole = "data.name=moons,time.mode=toflow,model.hidden=[16]"
+    assert set(baselines(arms(grid), whole).values()) == {whole}  # a whole arm's name: every arm against it
+    assert set(baselines(arms(grid), None).values()) == {arms(grid)[0].name}
+    for bad in ("time.mode=steer", "solver.name=rk4", "fixed"):
+        with pytest.raises(ConfigError, match=f"baseline: '{bad}' is neither an arm"):
+            baselines(arms(grid), bad)
 
 
 def test_the_shipped_studies_load_with_every_arm_valid():

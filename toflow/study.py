@@ -15,6 +15,10 @@ A study file names a base run config, overrides for every run, a grid and seeds:
     out: runs/study_toy
     baseline: time.mode=fixed,spatial=none         # the arm the ratios are against (default: the first)
 
+``baseline`` may also name only some axes' labels (``baseline: time.mode=fixed`` in a grid of
+data sets and modes): each arm is then compared with the arm that has those labels and
+agrees with it on every other axis, so a study over several data sets compares within each.
+
 Each (arm, seed) trains in ``<out>/<arm>/seed<k>`` through the CLI, one after another
 or ``parallel`` at a time. A run with a ``summary.json`` is skipped, one with only a
 checkpoint is resumed, so a study that stops can be started again. The study writes
@@ -55,7 +59,7 @@ class StudyConfig:
     seeds: List[int] = field(default_factory=lambda: [0])
     out: str = "runs/study"
     parallel: int = 1
-    baseline: Optional[str] = None  # the arm the table's ratios are against (default: the first)
+    baseline: Optional[str] = None  # the arm (or some axes' labels) the ratios are against (default: the first arm)
     targets: List[Any] = field(default_factory=lambda: ["fixed_final", "fixed_half"])  # of the time-to-quality table
 
 
@@ -63,6 +67,7 @@ class StudyConfig:
 class Arm:
     name: str  # e.g. "time.mode=fixed,spatial=ot"
     overrides: tuple  # ("time.mode=fixed", "regularizers.kinetic=0.01", ...)
+    labels: tuple = ()  # (("time.mode", "fixed"), ("spatial", "ot"))
 
 
 def _value(v: Any) -> str:
@@ -76,16 +81,48 @@ def arms(grid: dict) -> list[Arm]:
     axes = []
     for key, values in grid.items():
         if isinstance(values, (dict, DictConfig)):
-            axes.append([(f"{key}={label}", tuple(f"{k}={_value(v)}" for k, v in bundle.items()))
+            axes.append([((key, str(label)), tuple(f"{k}={_value(v)}" for k, v in bundle.items()))
                          for label, bundle in values.items()])
         elif isinstance(values, (list, tuple, ListConfig)):
-            axes.append([(f"{key}={_value(v)}", (f"{key}={_value(v)}",)) for v in values])
+            axes.append([((key, _value(v)), (f"{key}={_value(v)}",)) for v in values])
         else:
             raise ConfigError(f"grid.{key}: give a list of values or a mapping of labelled bundles")
     if not axes:
         return [Arm("base", ())]
-    return [Arm(",".join(label for label, _ in combo), tuple(o for _, bundle in combo for o in bundle))
+    return [Arm(",".join(f"{key}={label}" for (key, label), _ in combo), tuple(o for _, bundle in combo for o in bundle),
+                tuple(labels for labels, _ in combo))
             for combo in itertools.product(*axes)]
+
+
+def baselines(arm_list: list[Arm], baseline: str | None) -> dict[str, str]:
+    """Each arm's baseline arm: ``baseline`` if it names an arm (the first arm if None); if it names
+    some axes' labels (``time.mode=fixed``), the arm with those labels that agrees with the arm on
+    every other axis."""
+    names = [arm.name for arm in arm_list]
+    if baseline is None or baseline in names:
+        return {name: baseline or names[0] for name in names}
+    axes: dict[str, list] = {}
+    for arm in arm_list:
+        for key, label in arm.labels:
+            if label not in axes.setdefault(key, []):
+                axes[key].append(label)
+    wanted: dict[str, str] = {}
+    key = None
+    for part in baseline.split(","):  # a label may hold commas ("[64,64]"): a part that names no axis continues it
+        name, _, label = part.partition("=")
+        if name in axes and _:
+            key, wanted[name] = name, label
+        elif key is not None:
+            wanted[key] += "," + part
+        else:
+            key = None
+            break
+    bad = key is None or any(label not in axes[k] for k, label in wanted.items())
+    if bad:
+        raise ConfigError(f"baseline: '{baseline}' is neither an arm nor labels of the grid's axes; arms: "
+                          f"{', '.join(names)}")
+    by_labels = {arm.labels: arm.name for arm in arm_list}
+    return {arm.name: by_labels[tuple((k, wanted.get(k, label)) for k, label in arm.labels)] for arm in arm_list}
 
 
 def load_study(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
@@ -107,9 +144,7 @@ def check_study(study: StudyConfig) -> StudyConfig:
     for target in study.targets:
         if target not in ("fixed_final", "fixed_half") and not isinstance(target, (int, float)):
             raise ConfigError(f"targets: '{target}' is neither fixed_final, fixed_half nor a number")
-    names = [arm.name for arm in arms(study.grid)]
-    if study.baseline is not None and study.baseline not in names:
-        raise ConfigError(f"baseline: '{study.baseline}' is not an arm; one of {', '.join(names)}")
+    baselines(arms(study.grid), study.baseline)  # refuses a baseline that names no arm
     for arm in arms(study.grid):  # refuse a bad arm before anything runs
         load_config(study.base, [*study.overrides, *arm.overrides])
     return study
@@ -148,11 +183,11 @@ COLUMNS = ("arm", "test NLL (nats)", "NFE fwd", "NFE bwd", "NFE vs baseline", "s
            "final T", "sampling NFE", "seeds")
 
 
-def table(results: dict[str, list[dict]], baseline: str | None = None) -> str:
+def table(results: dict[str, list[dict]], baseline: str | dict | None = None) -> str:
     """One row per arm: means over seeds (the score with its spread), NFE and time per step also
-    as ratios against the ``baseline`` arm (default: the first) of the same study; test
-    bits/dim after the NLL where the data are images."""
-    baseline = baseline or next(iter(results))
+    as ratios against the ``baseline`` arm (default: the first; a dict gives each arm its own) of
+    the same study; test bits/dim after the NLL where the data are images."""
+    base_of = baseline if isinstance(baseline, dict) else {name: baseline or next(iter(results)) for name in results}
     images = all("test_bpd" in r for runs in results.values() for r in runs)
     columns = [*COLUMNS[:2], *(["test bits/dim"] if images else []), *COLUMNS[2:]]
 
@@ -167,9 +202,9 @@ def table(results: dict[str, list[dict]], baseline: str | None = None) -> str:
         final_T = statistics.mean(statistics.mean(r["end_times"]) for r in runs)
         bpd = [f"{_mean_std([r['test_bpd'] for r in runs])}"] if images else []
         cells = [name, _mean_std([r["test_nll"] for r in runs]), *bpd, f"{mean(name, 'nfe_forward_mean'):.1f}",
-                 f"{mean(name, 'nfe_backward_mean'):.1f}", f"{nfe(name) / nfe(baseline):.2f}x",
+                 f"{mean(name, 'nfe_backward_mean'):.1f}", f"{nfe(name) / nfe(base_of[name]):.2f}x",
                  f"{mean(name, 'time_per_iter_s'):.3f}",
-                 f"{mean(name, 'time_per_iter_s') / mean(baseline, 'time_per_iter_s'):.2f}x",
+                 f"{mean(name, 'time_per_iter_s') / mean(base_of[name], 'time_per_iter_s'):.2f}x",
                  f"{mean(name, 'wall_s'):.0f}", f"{final_T:.3f}",
                  f"{statistics.mean(r['sample_nfe'] for r in runs):.0f}" if all("sample_nfe" in r for r in runs)
                  else "n/a", str(len(runs))]
@@ -222,10 +257,12 @@ def first_reached(run: Curve, target: float) -> tuple[float, float] | None:
     return next(((s, n) for v, s, n in zip(run.values, run.seconds, run.nfe) if v <= bound), None)
 
 
-def targets(study: StudyConfig, curves: dict[str, list[Curve]], finals: dict[str, list[float]]) -> dict:
-    """The study's targets by name: ``fixed_final`` (the baseline arm's final test metric, mean over
-    seeds), ``fixed_half`` (its value at the evaluation nearest half its steps), or numbers."""
-    baseline = study.baseline or next(iter(curves))
+def targets(study: StudyConfig, curves: dict[str, list[Curve]], finals: dict[str, list[float]],
+            baseline: str | None = None) -> dict:
+    """The study's targets by name: ``fixed_final`` (the ``baseline`` arm's final test metric, mean
+    over seeds; default the study's baseline arm), ``fixed_half`` (its value at the evaluation
+    nearest half its steps), or numbers."""
+    baseline = baseline or study.baseline or next(iter(curves))
     out = {}
     for target in study.targets:
         if target == "fixed_final":
@@ -240,12 +277,13 @@ def targets(study: StudyConfig, curves: dict[str, list[Curve]], finals: dict[str
     return out
 
 
-def quality_table(curves: dict[str, list[Curve]], goals: dict, unit: str) -> str:
-    """Per arm and target: the training time and cumulative NFE at which the runs first reach it."""
+def quality_table(curves: dict[str, list[Curve]], goals: dict[str, dict], unit: str) -> str:
+    """Per arm and target (``goals[arm]``: {name: value}): the training time and cumulative NFE at
+    which the runs first reach it."""
     lines = [f"| arm | target ({unit}) | training time (s) | cumulative NFE | seeds that reach it |",
              "|---|---|---|---|---|"]
     for name, runs in curves.items():
-        for goal, value in goals.items():
+        for goal, value in goals[name].items():
             reached = [r for r in (first_reached(c, value) for c in runs) if r is not None]
             if reached:
                 seconds, nfe = statistics.mean(s for s, _ in reached), statistics.mean(n for _, n in reached)
@@ -348,13 +386,17 @@ def run_study(study: StudyConfig) -> dict[str, list[dict]]:
     images = all("test_bpd" in r for runs in results.values() for r in runs)
     metric, unit = ("bpd", "bits/dim") if images else ("nll", "NLL (nats)")
     curves = {arm.name: [curve(run_dir(study, arm, seed), metric) for seed in study.seeds] for arm in arm_list}
-    goals = targets(study, curves, {name: [r[f"test_{metric}"] for r in runs] for name, runs in results.items()})
+    base_of = baselines(arm_list, study.baseline)
+    finals = {name: [r[f"test_{metric}"] for r in runs] for name, runs in results.items()}
+    goals = {name: targets(study, curves, finals, base_of[name]) for name in results}
     out = Path(study.out)
     out.mkdir(parents=True, exist_ok=True)
     pace = "one after another" if study.parallel == 1 else f"{study.parallel} at a time"
     text = (f"Study of `{study.base}` with {' '.join(study.overrides) or 'no overrides'}; "
             f"seeds {', '.join(map(str, study.seeds))}; runs {pace} on {machine()}. "
-            f"Ratios against `{study.baseline or arm_list[0].name}`.\n\n" + table(results, study.baseline)
+            f"Ratios against `{study.baseline or arm_list[0].name}`"
+            + (" with the same other labels" if len(set(base_of.values())) > 1 else "") + ".\n\n"
+            + table(results, base_of)
             + "\nTime to quality: the training time (step times only, evaluation left out) and the field "
               "evaluations at the first evaluation at or below each target; `fixed_final` and `fixed_half` are "
               f"the baseline arm's final test {unit} and its value at half its steps.\n\n"
