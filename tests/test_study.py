@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import pytest
 
 from toflow.config import ConfigError
-from toflow.study import (COLUMNS, Curve, StudyConfig, arms, baselines, first_reached, load_study, run_study,
-                          targets, training_clock)
+from toflow.study import (COLUMNS, Curve, StudyConfig, _total_end_time, arms, baselines, first_reached, load_study,
+                          run_study, targets, training_clock)
 
 SMALL = ["trainer.max_steps=5", "model.hidden=[8]", "data.batch_size=32", "data.test_size=64",
          "trainer.eval_every=5", "trainer.viz_every=5", "trainer.checkpoint_every=5", "solver.atol=1e-3",
@@ -70,6 +70,9 @@ def test_two_arm_study_writes_the_table_and_skips_finished_arms(tmp_path: Path, 
     assert len(quality) == 1 and quality[0].endswith("| 1 of 1 |")  # the baseline reaches its own final NLL
     assert (tmp_path / "out" / "nll_vs_nfe.png").is_file()
     assert (tmp_path / "out" / "nll_vs_wall.png").is_file() and (tmp_path / "out" / "nfe_vs_step.png").is_file()
+    assert (tmp_path / "out" / "panels.png").is_file()
+    fixed_T = _total_end_time(tmp_path / "out" / "time.mode=fixed" / "seed0")
+    assert [e.step for e in fixed_T] == list(range(5)) and all(e.value == pytest.approx(0.5) for e in fixed_T)
     summary = tmp_path / "out" / "time.mode=fixed" / "seed0" / "summary.json"
     stamp = summary.stat().st_mtime_ns
 

@@ -327,8 +327,9 @@ def _smooth(values: list) -> list:
 
 def plots(study: StudyConfig, arm_list: list[Arm], curves: dict[str, list[Curve]], unit: str) -> list[Path]:
     """The test metric against training time, cumulative NFE and step (one line per arm, the seeds
-    as a band), and NFE per step and the gradient norm against step (first seed): the paper's
-    ablation figures' three panels among them."""
+    as a band), NFE per step and the gradient norm against step (first seed), and ``panels.png``,
+    the paper's ablation figures (its Figs. 6-9): gradient norm, NFE per step and test metric
+    over training side by side, with the flow's total end time sum_b (T_b - t0) beside them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -337,6 +338,7 @@ def plots(study: StudyConfig, arm_list: list[Arm], curves: dict[str, list[Curve]
     out = Path(study.out)
     figures = {name: plt.subplots(figsize=(7, 4.5)) for name in ("nll_vs_wall.png", "nll_vs_nfe.png", "nll_vs_step.png",
                                                                    "nfe_vs_step.png", "grad_vs_step.png")}
+    panel_figure, panels = plt.subplots(1, 4, figsize=(17, 3.8))
     for arm in arm_list:
         runs = [c for c in curves[arm.name] if c.steps]
         for name, axis in (("nll_vs_wall.png", "seconds"), ("nll_vs_nfe.png", "nfe"), ("nll_vs_step.png", "steps")):
@@ -349,9 +351,16 @@ def plots(study: StudyConfig, arm_list: list[Arm], curves: dict[str, list[Curve]
         backward = {e.step: e.value for e in _scalars(where, "nfe/backward")}
         nfe = [SimpleNamespace(step=e.step, value=e.value + backward.get(e.step, 0.0))
                for e in _scalars(where, "nfe/forward")]
-        for name, events in (("nfe_vs_step.png", nfe), ("grad_vs_step.png", _scalars(where, "train/grad_norm"))):
+        grad = _scalars(where, "train/grad_norm")
+        for name, events in (("nfe_vs_step.png", nfe), ("grad_vs_step.png", grad)):
             if events:
                 figures[name][1].plot([e.step for e in events], _smooth([e.value for e in events]), label=arm.name)
+        total_T = _total_end_time(where)
+        for ax, events in zip(panels, (grad, nfe, None, total_T)):
+            if events is None and runs:
+                ax.plot(runs[0].steps, runs[0].values, marker="o", markersize=3, label=arm.name)
+            elif events:
+                ax.plot([e.step for e in events], _smooth([e.value for e in events]), label=arm.name)
     seeds = f"seeds {', '.join(map(str, study.seeds))}" if len(study.seeds) > 1 else f"seed {study.seeds[0]}"
     labels = {"nll_vs_wall.png": ("training time (s, sum of step times)", f"test {unit}",
                                   f"test {unit} against training time ({seeds})"),
@@ -362,16 +371,38 @@ def plots(study: StudyConfig, arm_list: list[Arm], curves: dict[str, list[Curve]
                                   f"NFE against step (seed {study.seeds[0]})"),
               "grad_vs_step.png": ("step", "the weights' gradient norm (before clipping)",
                                    f"gradient norm over training (seed {study.seeds[0]})")}
+    for ax, (ylabel, title) in zip(panels, (("gradient norm", "grad norm"), ("NFE per step", "NFE"),
+                                            (f"test {unit}", "test loss"), ("sum over blocks of T - t0", "end time"))):
+        ax.set(xlabel="step", ylabel=ylabel, title=f"{title} (seed {study.seeds[0]})")
+        ax.grid(alpha=0.3)
+    panels[-1].legend(fontsize=7)
+    panel_figure.tight_layout()
+    figures["panels.png"] = (panel_figure, None)
     paths = []
     for name, (fig, ax) in figures.items():
-        ax.set(xlabel=labels[name][0], ylabel=labels[name][1], title=labels[name][2])
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
+        if ax is not None:
+            ax.set(xlabel=labels[name][0], ylabel=labels[name][1], title=labels[name][2])
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            fig.tight_layout()
         fig.savefig(out / name, dpi=100)
         plt.close(fig)
         paths.append(out / name)
     return paths
+
+
+def _total_end_time(run: Path) -> list:
+    """The flow's total integration time per step, sum over blocks of (T_b - t0), from ``run``'s events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = run / "config.yaml"
+    t0 = float(OmegaConf.load(config).time.t0) if config.is_file() else 0.0
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    blocks = [{e.step: e.value for e in events.Scalars(tag)} for tag in events.Tags().get("scalars", [])
+              if tag.startswith("T/block")]
+    steps = sorted(set.intersection(*(set(b) for b in blocks))) if blocks else []
+    return [SimpleNamespace(step=k, value=sum(b[k] - t0 for b in blocks)) for k in steps]
 
 
 def run_study(study: StudyConfig) -> dict[str, list[dict]]:
