@@ -109,16 +109,14 @@ def baselines(arm_list: list[Arm], baseline: str | None) -> dict[str, str]:
     wanted: dict[str, str] = {}
     key = None
     for part in baseline.split(","):  # a label may hold commas ("[64,64]"): a part that names no axis continues it
-        name, _, label = part.partition("=")
-        if name in axes and _:
+        name, sep, label = part.partition("=")
+        if sep and name in axes:
             key, wanted[name] = name, label
-        elif key is not None:
-            wanted[key] += "," + part
-        else:
-            key = None
+        elif key is None:
             break
-    bad = key is None or any(label not in axes[k] for k, label in wanted.items())
-    if bad:
+        else:
+            wanted[key] += "," + part
+    if not wanted or any(label not in axes[k] for k, label in wanted.items()):
         raise ConfigError(f"baseline: '{baseline}' is neither an arm nor labels of the grid's axes; arms: "
                           f"{', '.join(names)}")
     by_labels = {arm.labels: arm.name for arm in arm_list}
