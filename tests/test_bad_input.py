@@ -97,7 +97,8 @@ def test_an_interrupted_evaluation_leaves_the_summary_whole(signum, tmp_path: Pa
     before = (run / "summary.json").read_bytes()
     evaluating = subprocess.Popen([sys.executable, "-m", "toflow.trainers.evaluate", str(run), "data.test_size=2000000"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(8)  # past the imports, inside the long evaluation
+    assert evaluating.stdout.readline().startswith("evaluating ")  # its signal handlers are in place
+    time.sleep(2)  # inside the long evaluation
     evaluating.send_signal(signum)
     _, stderr = evaluating.communicate(timeout=120)
     assert evaluating.returncode == 128 + signum, stderr[-2000:]

@@ -51,6 +51,7 @@ def _overridden(values: dict, overrides: Sequence[str]):
 
 def _evaluate(args: argparse.Namespace) -> int:
     with stop_on_signals("the run's summary.json is as it was"):
+        print(f"evaluating {args.target}", flush=True)
         scores = evaluate(args.target, args.overrides)
     text = f"test NLL {scores['test_nll']:.4f} nats"
     if "test_bpd" in scores:
