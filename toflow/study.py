@@ -240,10 +240,10 @@ class Curve(NamedTuple):
 
 def curve(run: Path, metric: str = "nll") -> Curve:
     """``run``'s test ``metric`` (``nll`` or ``bpd``) as a :class:`Curve`, from its TensorBoard events."""
-    evaluations = _scalars(run, f"test/{metric}")
-    clock = training_clock(_scalars(run, "time/step_s"))
-    forward, backward = _scalars(run, "nfe/forward"), {e.step: e.value for e in _scalars(run, "nfe/backward")}
-    work = training_clock([SimpleNamespace(step=e.step, value=e.value + backward.get(e.step, 0.0)) for e in forward])
+    scalars = _run_scalars(run)
+    evaluations = scalars.get(f"test/{metric}", [])
+    clock = training_clock(scalars.get("time/step_s", []))
+    work = training_clock(_nfe_per_step(scalars))
     steps = [e.step for e in evaluations]
     return Curve(steps, [e.value for e in evaluations], [clock(k) for k in steps], [work(k) for k in steps])
 
@@ -292,12 +292,19 @@ def quality_table(curves: dict[str, list[Curve]], goals: dict[str, dict], unit: 
     return "\n".join(lines) + "\n"
 
 
-def _scalars(path: Path, tag: str) -> list:
+def _run_scalars(path: Path) -> dict[str, list]:
+    """Every scalar a run logged, {tag: events}, read from its TensorBoard files once."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(path), size_guidance={"scalars": 0})
     events.Reload()
-    return events.Scalars(tag) if tag in events.Tags().get("scalars", []) else []
+    return {tag: events.Scalars(tag) for tag in events.Tags().get("scalars", [])}
+
+
+def _nfe_per_step(scalars: dict[str, list]) -> list:
+    """Field evaluations per step, forward + backward, as events."""
+    backward = {e.step: e.value for e in scalars.get("nfe/backward", [])}
+    return [SimpleNamespace(step=e.step, value=e.value + backward.get(e.step, 0.0)) for e in scalars.get("nfe/forward", [])]
 
 
 def training_clock(step_times: list) -> Callable[[int], float]:
@@ -346,19 +353,14 @@ def plots(study: StudyConfig, arm_list: list[Arm], curves: dict[str, list[Curve]
                 if len(runs) > 1:
                     figures[name][1].fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
         where = run_dir(study, arm, study.seeds[0])
-        backward = {e.step: e.value for e in _scalars(where, "nfe/backward")}
-        nfe = [SimpleNamespace(step=e.step, value=e.value + backward.get(e.step, 0.0))
-               for e in _scalars(where, "nfe/forward")]
-        grad = _scalars(where, "train/grad_norm")
-        for name, events in (("nfe_vs_step.png", nfe), ("grad_vs_step.png", grad)):
+        scalars = _run_scalars(where)
+        nfe, grad = _nfe_per_step(scalars), scalars.get("train/grad_norm", [])
+        for ax, events in ((figures["nfe_vs_step.png"][1], nfe), (figures["grad_vs_step.png"][1], grad),
+                           (panels[0], grad), (panels[1], nfe), (panels[3], _total_end_time(where, scalars))):
             if events:
-                figures[name][1].plot([e.step for e in events], _smooth([e.value for e in events]), label=arm.name)
-        total_T = _total_end_time(where)
-        for ax, events in zip(panels, (grad, nfe, None, total_T)):
-            if events is None and runs:
-                ax.plot(runs[0].steps, runs[0].values, marker="o", markersize=3, label=arm.name)
-            elif events:
                 ax.plot([e.step for e in events], _smooth([e.value for e in events]), label=arm.name)
+        if runs:
+            panels[2].plot(runs[0].steps, runs[0].values, marker="o", markersize=3, label=arm.name)
     seeds = f"seeds {', '.join(map(str, study.seeds))}" if len(study.seeds) > 1 else f"seed {study.seeds[0]}"
     labels = {"nll_vs_wall.png": ("training time (s, sum of step times)", f"test {unit}",
                                   f"test {unit} against training time ({seeds})"),
@@ -389,16 +391,13 @@ def plots(study: StudyConfig, arm_list: list[Arm], curves: dict[str, list[Curve]
     return paths
 
 
-def _total_end_time(run: Path) -> list:
-    """The flow's total integration time per step, sum over blocks of (T_b - t0), from ``run``'s events."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
+def _total_end_time(run: Path, scalars: dict[str, list] | None = None) -> list:
+    """The flow's total integration time per step, sum over blocks of (T_b - t0), from ``run``'s
+    events (``scalars``, if already read)."""
     config = run / "config.yaml"
     t0 = float(OmegaConf.load(config).time.t0) if config.is_file() else 0.0
-    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
-    events.Reload()
-    blocks = [{e.step: e.value for e in events.Scalars(tag)} for tag in events.Tags().get("scalars", [])
-              if tag.startswith("T/block")]
+    scalars = _run_scalars(run) if scalars is None else scalars
+    blocks = [{e.step: e.value for e in events} for tag, events in scalars.items() if tag.startswith("T/block")]
     steps = sorted(set.intersection(*(set(b) for b in blocks))) if blocks else []
     return [SimpleNamespace(step=k, value=sum(b[k] - t0 for b in blocks)) for k in steps]
 
