@@ -102,6 +102,52 @@ def test_missing_data_is_one_line_naming_the_files(tmp_path: Path):
     assert "\n" not in message and "train-images-idx3-ubyte" in message and str(tmp_path) in message
 
 
+def _gzipped_mnist(fake_mnist: Path) -> Path:
+    """fake_mnist's files gzipped, as they are downloaded or shipped by Debian."""
+    import gzip
+    import shutil
+
+    raw = fake_mnist / "MNIST" / "raw"
+    for f in list(raw.iterdir()):
+        with open(f, "rb") as src, gzip.open(f"{f}.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        f.unlink()
+    return raw
+
+
+def test_gzipped_files_are_unpacked_once_and_read(fake_mnist: Path):
+    raw = _gzipped_mnist(fake_mnist)
+    images = load_images("mnist", fake_mnist, train=True)
+    assert images.shape == (48, 1, 28, 28)
+    assert sorted(p.name for p in raw.iterdir() if not p.name.endswith(".gz")) == sorted(
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
+    assert torch.equal(load_images("mnist", fake_mnist, train=True), images)
+
+
+def test_an_unpack_that_dies_midway_leaves_no_partial_file(fake_mnist: Path, monkeypatch):
+    """A run started beside another (or killed) while the .gz files are unpacked must never see a
+    file cut short: each file is written elsewhere and moved into raw/ whole."""
+    import torchvision.datasets.utils as tv_utils
+
+    raw = _gzipped_mnist(fake_mnist)
+    real = tv_utils.extract_archive
+
+    def dies_midway(from_path, to_path=None, remove_finished=False):
+        if "train-images" in from_path:
+            out = Path(to_path) / Path(from_path).name[:-3]
+            out.write_bytes(b"\x00\x00\x08\x03")  # an IDX header and nothing else
+            raise OSError(28, "No space left on device")
+        return real(from_path, to_path, remove_finished)
+
+    monkeypatch.setattr(tv_utils, "extract_archive", dies_midway)
+    with pytest.raises(DataError, match="cannot unpack mnist .*No space left on device"):
+        load_images("mnist", fake_mnist)
+    assert not (raw / "train-images-idx3-ubyte").exists()
+    assert [p.name for p in raw.iterdir() if p.name.startswith(".")] == []  # no scratch left behind
+    monkeypatch.setattr(tv_utils, "extract_archive", real)
+    assert load_images("mnist", fake_mnist).shape == (48, 1, 28, 28)
+
+
 def test_training_then_evaluate_on_synthetic_images(fake_mnist: Path, tmp_path: Path):
     run = tmp_path / "run"
     args = ["data.name=mnist", f"data.root={fake_mnist}", "data.resize=8",

@@ -5,7 +5,8 @@ MNIST, Fashion-MNIST and CIFAR-10 are read through torchvision from ``data.root`
 nothing is downloaded: a missing set stops with one line saying which files to put
 where. IDX files may lie there gzipped; Fashion-MNIST is also taken from the gzip files
 of Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist/``). Either
-is unpacked once into ``data.root``. scikit-learn's 8x8 digits (17 grey levels) make a tiny real set.
+is unpacked once into ``data.root``, each file whole or not at all (runs may start on it
+together). scikit-learn's 8x8 digits (17 grey levels) make a tiny real set.
 
 Dequantisation (uniform): x = (v + u) / L with u ~ U[0, 1), v the integer value and
 L the number of levels (256; 17 for digits), kept strictly inside (0, 1). The test set is dequantised once, with a
@@ -15,6 +16,8 @@ fixed noise, so test bits/dim are a deterministic function of the model.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +76,10 @@ def _mnist_like(name: str, root: Path, train: bool) -> Tensor:
 
             try:
                 raw.mkdir(parents=True, exist_ok=True)
-                for f in missing:
-                    extract_archive(str(source / f"{f}.gz"), str(raw))
+                with tempfile.TemporaryDirectory(dir=raw, prefix=".unpacking-") as scratch:
+                    for f in missing:  # a file appears in raw/ whole or not at all, even with runs started together
+                        extract_archive(str(source / f"{f}.gz"), scratch)
+                        os.replace(Path(scratch) / f, raw / f)
             except OSError as err:
                 raise DataError(f"data.root: cannot unpack {name} into {raw} ({err.strerror or err})") from None
             missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
