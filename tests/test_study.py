@@ -83,6 +83,26 @@ def test_two_arm_study_writes_the_table_and_skips_finished_arms(tmp_path: Path, 
     assert again["time.mode=toflow"][0]["test_nll"] == results["time.mode=toflow"][0]["test_nll"]
 
 
+def test_a_failed_run_does_not_stop_the_others(tmp_path: Path, monkeypatch, capsys):
+    import toflow.study as runner
+    from toflow.trainers.reliability import TrainingFailed
+
+    study = load_study(write_study(tmp_path, "  time.mode: [fixed, toflow]"))
+    real = runner.run_arm
+
+    def fixed_fails(study, arm, seed):
+        if arm.name == "time.mode=fixed":
+            raise TrainingFailed(f"{arm.name} seed {seed} failed: DataError: cannot read the files")
+        return real(study, arm, seed)
+
+    monkeypatch.setattr(runner, "run_arm", fixed_fails)
+    with pytest.raises(TrainingFailed, match=r"^1 of 2 runs failed \(time.mode=fixed seed 0 failed: DataError"):
+        run_study(study)
+    assert "[study] time.mode=fixed seed 0 failed" in capsys.readouterr().out  # said when it happened
+    assert (tmp_path / "out" / "time.mode=toflow" / "seed0" / "summary.json").is_file()  # the other one ran
+    assert not (tmp_path / "out" / "results.md").exists()  # no table with a run missing
+
+
 def test_a_bad_arm_is_refused_before_anything_runs(tmp_path: Path):
     with pytest.raises(ConfigError, match="time.mode"):
         load_study(write_study(tmp_path, "  time.mode: [fixed, sometimes]"))

@@ -403,11 +403,24 @@ def _total_end_time(run: Path, scalars: dict[str, list] | None = None) -> list:
 
 
 def run_study(study: StudyConfig) -> dict[str, list[dict]]:
-    """Run (or skip) every arm and seed, then write the tables and the plots."""
+    """Run (or skip) every arm and seed, then write the tables and the plots. A run that fails is
+    said when it does and the others go on; the study then stops naming it, before any table."""
     arm_list = arms(check_study(study).grid)
     jobs = [(arm, seed) for seed in study.seeds for arm in arm_list]
+
+    def attempt(job):  # a failed run is said at once and does not stop the others
+        try:
+            return run_arm(study, *job)
+        except TrainingFailed as failure:
+            print(f"[study] {failure}", flush=True)
+            return failure
+
     with ThreadPoolExecutor(max_workers=study.parallel) as pool:
-        summaries = list(pool.map(lambda job: run_arm(study, *job), jobs))
+        summaries = list(pool.map(attempt, jobs))
+    failed = [str(s) for s in summaries if isinstance(s, TrainingFailed)]
+    if failed:
+        raise TrainingFailed(f"{len(failed)} of {len(jobs)} runs failed ({'; '.join(failed)}); the others are kept, "
+                             "run the study again to retry these")
     results: dict[str, list[dict]] = {arm.name: [] for arm in arm_list}
     for (arm, _), summary in zip(jobs, summaries):
         results[arm.name].append(summary)
