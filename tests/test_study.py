@@ -82,6 +82,12 @@ def test_two_arm_study_writes_the_table_and_skips_finished_arms(tmp_path: Path, 
     assert summary.stat().st_mtime_ns == stamp
     assert again["time.mode=toflow"][0]["test_nll"] == results["time.mode=toflow"][0]["test_nll"]
 
+    study.overrides, study.grid = [*study.overrides, "trainer.max_steps=7"], {"time.mode": ["toflow"]}
+    longer = run_study(study)  # the study now asks for more steps: the finished run continues to them
+    assert "time.mode=toflow seed 0: extending to 7 steps" in capsys.readouterr().out
+    assert longer["time.mode=toflow"][0]["steps"] == 7
+    assert [e.step for e in _total_end_time(tmp_path / "out" / "time.mode=toflow" / "seed0")] == list(range(7))
+
 
 def test_a_failed_run_does_not_stop_the_others(tmp_path: Path, monkeypatch, capsys):
     import toflow.study as runner

@@ -153,17 +153,20 @@ def run_dir(study: StudyConfig, arm: Arm, seed: int) -> Path:
 
 
 def run_arm(study: StudyConfig, arm: Arm, seed: int) -> dict:
-    """Train one (arm, seed) unless it has finished; resume it if it has a checkpoint."""
+    """Train one (arm, seed) unless it has finished; resume it if it has a checkpoint (a finished
+    run whose arm now asks for more steps continues to them)."""
     where = run_dir(study, arm, seed)
     summary = finished_summary(where)
-    if summary is not None:
+    steps = load_config(study.base, [*study.overrides, *arm.overrides]).trainer.max_steps
+    if summary is not None and summary["steps"] >= steps:
         print(f"[study] {arm.name} seed {seed}: finished, skipped", flush=True)
         return summary
     resume = last_checkpoint(where).is_file()
     command = [sys.executable, "-m", "toflow.trainers.run", study.base, *study.overrides, *arm.overrides,
                f"seed={seed}", f"trainer.log_dir={where}", "trainer.progress_bar=false",
                f"trainer.resume={'true' if resume else 'false'}"]
-    print(f"[study] {arm.name} seed {seed}: {'resuming' if resume else 'training'}", flush=True)
+    doing = f"extending to {steps} steps" if summary is not None else "resuming" if resume else "training"
+    print(f"[study] {arm.name} seed {seed}: {doing}", flush=True)
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]

@@ -138,6 +138,9 @@ class FlowModule(pl.LightningModule):
         if self._resumed_rng is not None:
             torch.set_rng_state(self._resumed_rng)
             self._resumed_rng = None
+            # Lightning logs at its count of batches that stepped, which a checkpoint saved after a
+            # step (at the end of fit, on a signal) restores one ahead: log where the curves left off
+            self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
         optimizers, time_opt = self._optimizers()
         self.flow.reset_nfe()
         self.batches_done += 1
