@@ -3,7 +3,6 @@ DDP settings, where the data came from, an interrupted evaluation, and a config 
 
 import collections
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -93,7 +92,7 @@ def test_the_run_says_where_its_data_came_from(fake_mnist: Path, tmp_path: Path)
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_evaluation_leaves_the_summary_whole(signum, tmp_path: Path):
     run = tmp_path / "run"
-    assert run_cli("trainer.max_steps=2", f"trainer.log_dir={run}", *SMALL).returncode == 0
+    toflow.train(load_config(TOY_CONFIG, [*SMALL, "trainer.max_steps=2", f"trainer.log_dir={run}"]))
     before = (run / "summary.json").read_bytes()
     evaluating = subprocess.Popen([sys.executable, "-m", "toflow.trainers.evaluate", str(run), "data.test_size=2000000"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -106,7 +105,9 @@ def test_an_interrupted_evaluation_leaves_the_summary_whole(signum, tmp_path: Pa
     assert (run / "summary.json").read_bytes() == before
 
 
-def test_mutated_configs_are_accepted_or_refused_in_one_line(tmp_path: Path):
+def test_mutated_configs_are_accepted_or_refused_in_one_line(tmp_path: Path, capsys):
+    from toflow.trainers import run
+
     a_file = tmp_path / "a_file.txt"
     a_file.write_text("not a folder")
     tried = mutations(a_file=a_file)
@@ -116,7 +117,7 @@ def test_mutated_configs_are_accepted_or_refused_in_one_line(tmp_path: Path):
         assert not end.startswith("failed"), (mutation.config.name, mutation.what, end)
         ends[(mutation.kind, end)] += 1
     assert len(tried) >= 300 and ends[("misspell", "refused")] > 40 and ends[("unreadable", "refused")] > 40
-    # the command line, on a sample: it runs one step, or exits with 2 and one line
+    # the command line's entry point, on a sample: it runs one step, or exits with 2 and one line
     small = ["trainer.max_steps=1", "data.test_size=32", "data.batch_size=32", "trainer.progress_bar=false",
              "model.hidden=[8]", f"trainer.log_dir={tmp_path / 'runs'}"]
     sample = [m for m in tried if m.kind in ("path at a file", "unreadable", "out of range", "wrong type")
@@ -129,8 +130,10 @@ def test_mutated_configs_are_accepted_or_refused_in_one_line(tmp_path: Path):
         overrides = [o if "log_dir" not in o else f"trainer.log_dir={tmp_path / f'run{index}'}" for o in small]
         if "trainer.log_dir" in mutation.what:
             overrides = overrides[:-1]
-        done = subprocess.run([*RUN, str(path), *overrides], capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        capsys.readouterr()
+        code = run.main([str(path), *overrides])
+        said = capsys.readouterr()
+        done = subprocess.CompletedProcess(path, code, said.out, said.err)
         assert done.returncode in (0, 2), (mutation.what, done.stderr[-2000:])
         if done.returncode == 2:
             one_line(done)

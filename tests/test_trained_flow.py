@@ -75,14 +75,23 @@ def test_load_flow_gives_the_trained_flow_of_an_image_run(fake_mnist: Path, tmp_
     assert (tmp_path / "grid.png").is_file() and "NFE" in drawn.stdout and "step 3" in drawn.stdout
 
 
-def test_sample_writes_each_format_the_same_for_the_same_seed(tmp_path: Path):
+def test_sample_writes_each_format_the_same_for_the_same_seed(tmp_path: Path, capsys):
+    from toflow.trainers import sample
+
     toflow.train(load_config("configs/toy_checkerboard_toflow.yaml", [*SMALL, f"trainer.log_dir={tmp_path / 'run'}"]))
     run = str(tmp_path / "run")
     outputs = {}
     for name, seed in (("a.pt", 3), ("b.pt", 3), ("c.pt", 4), ("d.npy", 3), ("e.png", 3)):
-        done = run_module("sample", run, "--n", "50", "--seed", str(seed), "--out", str(tmp_path / name))
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert f"-> {tmp_path / name}" in done.stdout and "NFE" in done.stdout
+        args = [run, "--n", "50", "--seed", str(seed), "--out", str(tmp_path / name)]
+        if name == "a.pt":  # the command line, in a process of its own
+            done = run_module("sample", *args)
+            assert done.returncode == 0, done.stderr[-2000:]
+            said = done.stdout
+        else:  # in this one: the same draws whatever the process did before
+            capsys.readouterr()
+            assert sample.main(args) == 0
+            said = capsys.readouterr().out
+        assert f"-> {tmp_path / name}" in said and "NFE" in said
         outputs[name] = tmp_path / name
     a, b, c = (torch.load(outputs[k]) for k in ("a.pt", "b.pt", "c.pt"))
     assert a.shape == (50, 2) and torch.equal(a, b) and not torch.equal(a, c)
@@ -127,15 +136,20 @@ def test_animate_from_the_command_line(tmp_path: Path):
     assert Image.open(tmp_path / "again.gif").n_frames == 4
 
 
-def test_a_damaged_or_missing_checkpoint_is_one_line(tmp_path: Path):
+def test_a_damaged_or_missing_checkpoint_is_one_line(tmp_path: Path, capsys):
+    from toflow.trainers import animate, sample
+
     with pytest.raises(CheckpointError, match="no checkpoints/best.ckpt or last.ckpt"):
         toflow.load_flow(tmp_path)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="truncated, altered or not a checkpoint"):
         toflow.load_flow(tmp_path)
-    for name in ("sample", "animate"):
-        done = run_module(name, str(tmp_path))
-        assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
-    missing = run_module("sample", str(tmp_path / "nowhere"))
-    assert missing.returncode == 2 and "no such run directory" in missing.stderr
+    done = run_module("sample", str(tmp_path))  # the command line, in a process of its own
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
+    capsys.readouterr()
+    assert animate.main([str(tmp_path)]) == 2  # the same entry point, in this process
+    said = capsys.readouterr().err
+    assert said.strip().count("\n") == 0 and "truncated, altered or not a checkpoint" in said
+    assert sample.main([str(tmp_path / "nowhere")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
