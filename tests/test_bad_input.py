@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from fuzz import mutations, outcome
-from helpers import RUN, TOY_CONFIG, run_cli
+from helpers import RUN, TOY_CONFIG, call_main, run_cli
 
 import toflow
 from toflow.config import load_config
+from toflow.trainers import run as run_command
 
 SMALL = ["model.hidden=[16,16]", "data.batch_size=64", "data.test_size=200", "trainer.eval_every=5",
          "trainer.viz_every=1000", "trainer.checkpoint_every=2", "trainer.progress_bar=false", "solver.atol=1e-4",
@@ -36,40 +37,40 @@ def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path: Path):
     assert int(line) >= 2 and int(column) >= 1
 
 
-def test_a_log_dir_that_cannot_be_made_names_the_key_and_the_path(tmp_path: Path):
+def test_a_log_dir_that_cannot_be_made_names_the_key_and_the_path(tmp_path: Path, capsys):
     message = one_line(run_cli("trainer.log_dir=/proc/toflow/run", "trainer.max_steps=1", *SMALL))
     assert message.startswith("error: trainer.log_dir:") and "/proc/toflow/run" in message
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    assert str(a_file) in one_line(run_cli(f"trainer.log_dir={a_file}", "trainer.max_steps=1", *SMALL))
+    done = call_main(run_command.main, [TOY_CONFIG, f"trainer.log_dir={a_file}", "trainer.max_steps=1", *SMALL], capsys)
+    assert str(a_file) in one_line(done)
 
 
-def test_resuming_with_another_model_names_each_changed_key(tmp_path: Path):
+def test_resuming_with_another_model_names_each_changed_key(tmp_path: Path, capsys):
     run = tmp_path / "run"
-    assert run_cli("trainer.max_steps=2", f"trainer.log_dir={run}", *SMALL).returncode == 0
+    toflow.train(load_config(TOY_CONFIG, [*SMALL, "trainer.max_steps=2", f"trainer.log_dir={run}"]))
     message = one_line(run_cli("trainer.max_steps=4", "trainer.resume=true", f"trainer.log_dir={run}", *SMALL,
                                "model.hidden=[8,8]", "time.mode=fixed", "optim.lr=1e-4"))
     assert "model.hidden: [16, 16] in the run, [8, 8] given" in message
     assert "time.mode: 'toflow' in the run, 'fixed' given" in message
     assert "optim.lr" not in message  # the learning rate may change on resuming
-    done = run_cli("trainer.max_steps=3", "trainer.resume=true", f"trainer.log_dir={run}", *SMALL, "optim.lr=1e-4",
-                   "trainer.eval_every=1")
+    done = call_main(run_command.main, [TOY_CONFIG, "trainer.max_steps=3", "trainer.resume=true",
+                                        f"trainer.log_dir={run}", *SMALL, "optim.lr=1e-4", "trainer.eval_every=1"], capsys)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_resume_takes_the_runs_own_config(tmp_path: Path):
+def test_resume_takes_the_runs_own_config(tmp_path: Path, capsys):
     straight = toflow.train(load_config(TOY_CONFIG, [*SMALL, "trainer.max_steps=4",
                                                      f"trainer.log_dir={tmp_path / 'a'}"]))
     run = tmp_path / "b"
-    assert run_cli("trainer.max_steps=2", f"trainer.log_dir={run}", *SMALL).returncode == 0
+    toflow.train(load_config(TOY_CONFIG, [*SMALL, "trainer.max_steps=2", f"trainer.log_dir={run}"]))
     done = subprocess.run([*RUN, "--resume", str(run), "trainer.max_steps=4"], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     resumed = json.loads((run / "summary.json").read_text())
     for key in ("test_nll", "end_times", "steps", "nfe_forward_mean"):
         assert resumed[key] == straight[key], key
-    assert "holds no run" in one_line(subprocess.run([*RUN, "--resume", str(tmp_path / "none")],
-                                                     capture_output=True, text=True, timeout=600))
+    assert "holds no run" in one_line(call_main(run_command.main, ["--resume", tmp_path / "none"], capsys))
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_any_starts():
@@ -77,7 +78,7 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_any_st
     assert "data.batch_size: 512 (the global batch) does not split evenly over 3 processes" in message
 
 
-def test_the_run_says_where_its_data_came_from(fake_mnist: Path, tmp_path: Path):
+def test_the_run_says_where_its_data_came_from(fake_mnist: Path, tmp_path: Path, capsys):
     done = run_cli("data.name=mnist", f"data.root={fake_mnist}", "data.resize=8", "data.batch_size=16",
                    "data.test_size=16", "model.hidden=[8]", "trainer.max_steps=1", "trainer.progress_bar=false",
                    f"trainer.log_dir={tmp_path / 'run'}", "solver.atol=1e-3", "solver.rtol=1e-3",
@@ -85,7 +86,8 @@ def test_the_run_says_where_its_data_came_from(fake_mnist: Path, tmp_path: Path)
     assert done.returncode == 0, done.stderr[-2000:]
     first = done.stdout.splitlines()[0]
     assert first == f"data: mnist, 48 training and 16 test images from {fake_mnist / 'MNIST' / 'raw'}"
-    toy = run_cli("trainer.max_steps=1", f"trainer.log_dir={tmp_path / 'toy'}", *SMALL)
+    toy = call_main(run_command.main, [TOY_CONFIG, "trainer.max_steps=1", f"trainer.log_dir={tmp_path / 'toy'}", *SMALL],
+                    capsys)
     assert toy.stdout.splitlines()[0].startswith("data: checkerboard, generated: training stream from seed 0")
 
 
@@ -106,8 +108,6 @@ def test_an_interrupted_evaluation_leaves_the_summary_whole(signum, tmp_path: Pa
 
 
 def test_mutated_configs_are_accepted_or_refused_in_one_line(tmp_path: Path, capsys):
-    from toflow.trainers import run
-
     a_file = tmp_path / "a_file.txt"
     a_file.write_text("not a folder")
     tried = mutations(a_file=a_file)
@@ -130,10 +130,7 @@ def test_mutated_configs_are_accepted_or_refused_in_one_line(tmp_path: Path, cap
         overrides = [o if "log_dir" not in o else f"trainer.log_dir={tmp_path / f'run{index}'}" for o in small]
         if "trainer.log_dir" in mutation.what:
             overrides = overrides[:-1]
-        capsys.readouterr()
-        code = run.main([str(path), *overrides])
-        said = capsys.readouterr()
-        done = subprocess.CompletedProcess(path, code, said.out, said.err)
+        done = call_main(run_command.main, [path, *overrides], capsys)
         assert done.returncode in (0, 2), (mutation.what, done.stderr[-2000:])
         if done.returncode == 2:
             one_line(done)

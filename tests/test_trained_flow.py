@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import call_main
 
 import toflow
 from toflow.config import load_config
@@ -88,9 +89,9 @@ def test_sample_writes_each_format_the_same_for_the_same_seed(tmp_path: Path, ca
             assert done.returncode == 0, done.stderr[-2000:]
             said = done.stdout
         else:  # in this one: the same draws whatever the process did before
-            capsys.readouterr()
-            assert sample.main(args) == 0
-            said = capsys.readouterr().out
+            done = call_main(sample.main, args, capsys)
+            assert done.returncode == 0, done.stderr[-2000:]
+            said = done.stdout
         assert f"-> {tmp_path / name}" in said and "NFE" in said
         outputs[name] = tmp_path / name
     a, b, c = (torch.load(outputs[k]) for k in ("a.pt", "b.pt", "c.pt"))
@@ -147,9 +148,8 @@ def test_a_damaged_or_missing_checkpoint_is_one_line(tmp_path: Path, capsys):
         toflow.load_flow(tmp_path)
     done = run_module("sample", str(tmp_path))  # the command line, in a process of its own
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
-    capsys.readouterr()
-    assert animate.main([str(tmp_path)]) == 2  # the same entry point, in this process
-    said = capsys.readouterr().err
-    assert said.strip().count("\n") == 0 and "truncated, altered or not a checkpoint" in said
-    assert sample.main([str(tmp_path / "nowhere")]) == 2
-    assert "no such run directory" in capsys.readouterr().err
+    done = call_main(animate.main, [tmp_path], capsys)  # the same entry point, in this process
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
+    assert "truncated, altered or not a checkpoint" in done.stderr
+    missing = call_main(sample.main, [tmp_path / "nowhere"], capsys)
+    assert missing.returncode == 2 and "no such run directory" in missing.stderr
