@@ -337,7 +337,8 @@ def plots(study: StudyConfig, arm_list: list[Arm], curves: dict[str, list[Curve]
     """The test metric against training time, cumulative NFE and step (one line per arm, the seeds
     as a band), NFE per step and the gradient norm against step (first seed), and ``panels.png``,
     the paper's ablation figures (its Figs. 6-9): gradient norm, NFE per step and test metric
-    over training side by side, with the flow's total end time sum_b (T_b - t0) beside them."""
+    over training side by side, with the flow's total end time sum_b (T_b - t0) beside them. An arm
+    trained without a solve (flow matching) has no NFE and stays out of the NFE plots."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -349,15 +350,17 @@ def plots(study: StudyConfig, arm_list: list[Arm], curves: dict[str, list[Curve]
     panel_figure, panels = plt.subplots(1, 4, figsize=(17, 3.8))
     for arm in arm_list:
         runs = [c for c in curves[arm.name] if c.steps]
+        where = run_dir(study, arm, study.seeds[0])
+        scalars = _run_scalars(where)
+        nfe, grad = _nfe_per_step(scalars), scalars.get("train/grad_norm", [])
+        if not any(e.value for e in nfe):  # trained without a solve (flow matching): no NFE to plot
+            nfe = []
         for name, axis in (("nll_vs_wall.png", "seconds"), ("nll_vs_nfe.png", "nfe"), ("nll_vs_step.png", "steps")):
-            if runs:
+            if runs and (nfe or axis != "nfe"):
                 xs, mean, low, high = _band(runs, axis)
                 line, = figures[name][1].plot(xs, mean, marker="o", markersize=3, label=arm.name)
                 if len(runs) > 1:
                     figures[name][1].fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
-        where = run_dir(study, arm, study.seeds[0])
-        scalars = _run_scalars(where)
-        nfe, grad = _nfe_per_step(scalars), scalars.get("train/grad_norm", [])
         for ax, events in ((figures["nfe_vs_step.png"][1], nfe), (figures["grad_vs_step.png"][1], grad),
                            (panels[0], grad), (panels[1], nfe), (panels[3], _total_end_time(where, scalars))):
             if events:
