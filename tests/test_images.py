@@ -15,6 +15,7 @@ from torch import nn
 
 from toflow.config import load_config
 from toflow.data import DataError, bits_per_dim, load_images
+from toflow.data.images import MNIST_FILES
 from toflow.models import CNF, ConcatConvNet, EndTime, LogitTransform, MultiscaleFlow, squeeze, unsqueeze
 from toflow.models import build_flow
 from toflow.solvers import Dopri5
@@ -119,8 +120,7 @@ def test_gzipped_files_are_unpacked_once_and_read(fake_mnist: Path):
     raw = _gzipped_mnist(fake_mnist)
     images = load_images("mnist", fake_mnist, train=True)
     assert images.shape == (48, 1, 28, 28)
-    assert sorted(p.name for p in raw.iterdir() if not p.name.endswith(".gz")) == sorted(
-        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
+    assert sorted(p.name for p in raw.iterdir() if not p.name.endswith(".gz")) == sorted(MNIST_FILES)
     assert torch.equal(load_images("mnist", fake_mnist, train=True), images)
 
 
