@@ -69,6 +69,7 @@ class SolverConfig:
     rtol: float = 1.0e-5
     test_atol: Optional[float] = None  # evaluation tolerances; None: the training ones
     test_rtol: Optional[float] = None
+    control: Optional[str] = None  # training's error norm: all (z and the integrals; default) | state (z only)
     max_steps: int = 10000
     step_size: Optional[float] = None  # fixed-step solvers (rk4, euler): the largest step
 
@@ -104,6 +105,7 @@ class TrainerConfig:
     max_bad_steps: int = 10  # non-finite steps skipped in a row before the run stops
     sample_temperature: float = 1.0  # images: temperature of the sample grids
     animate_frames: int = 0  # at the end, flow.gif with this many frames from t0 to T (0: none)
+    tolerance_check: str = "final"  # evaluate again 10x tighter: the final score only | every evaluation
 
 
 @dataclass
@@ -123,6 +125,7 @@ class RunConfig:
 CHOICES = {  # the trainer's choices (Lightning's); every other choice comes from a registry
     "trainer.accelerator": ("cpu", "gpu", "cuda", "auto"),
     "trainer.strategy": ("auto", "ddp", "ddp_spawn"),
+    "trainer.tolerance_check": ("final", "every"),
 }
 
 

@@ -9,7 +9,8 @@ from t0 to its end time T, so that
     log p(x) = log N(z(T); 0, I) + int_{t0}^{T} Tr(df/dz) dt = log N(z(T); 0, I) - l(T),
 
 and r_j(T) = int g_j dt are the spatial regularisers' integrals (eq. 5). The solver's
-error norm sees z only.
+error norm sees z and, unless ``solver.control: state`` leaves them out in training, the
+log-density and the integrals, each on its own; evaluation controls every sample's error.
 
 Sampling integrates dz/dt = f from T back to t0, starting from z(T) ~ N(0, I).
 """
@@ -255,6 +256,10 @@ class CNF(Flow):
     @property
     def field(self) -> nn.Module:
         return self.dynamics.field
+
+    def use_solver(self, solver: Solver) -> None:
+        """Integrate with ``solver`` from now on (e.g. tighter tolerances for a check)."""
+        self.solver = self.ode.solver = solver
 
     def blocks(self) -> list["CNF"]:
         return [self]

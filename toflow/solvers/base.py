@@ -6,15 +6,15 @@ given) plus two operations on a field ``f(t, y)``: ``solve`` (differentiable in 
 parameters and the end time t1) and ``integrate`` (no gradients: sampling, evaluation).
 The CNF block never asks which solver it has.
 
-The settings every solver takes are the tolerances and ``max_steps`` (a fixed grid, like
-torchdiffeq's, takes the tolerances and does not use them); ``sensitivity`` and
+The settings every solver takes are the tolerances, ``control`` and ``max_steps`` (a fixed
+grid, like torchdiffeq's, takes the tolerances and does not use them); ``sensitivity`` and
 ``step_size`` belong to the solvers that have them, and :func:`toflow.solvers.build_solver`
 refuses a setting the chosen solver does not take.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
@@ -25,7 +25,9 @@ from .end_time_grad import Derivative, EndTimeRecord, along, attach_end_time, en
 from . import auto
 from .sensitivity import solve_adjoint, solve_autograd
 
-__all__ = ["NonFiniteError", "Solver", "SolverError", "WithSensitivity"]
+__all__ = ["CONTROLS", "NonFiniteError", "Solver", "SolverError", "WithSensitivity"]
+
+CONTROLS = ("all", "state")  # what the training error norm sees: the integrals too, or the state alone
 
 
 def _continuous_derivative(f, t1: float, y1: Tensor, adjoint: Tensor) -> Tensor:
@@ -37,13 +39,18 @@ class Solver:
     """Settings shared by the solvers.
 
     ``atol``/``rtol``: tolerances of adaptive solvers in training; ``test_atol``/``test_rtol``
-    in evaluation (None: the training ones). ``max_steps``: steps one solve may take.
+    in evaluation (None: the training ones). ``control``: what the training error norm sees,
+    ``all`` (the state and the integrals riding with it: a flow's log-density and regulariser
+    integrals) or ``state`` (only the columns that feed back into the dynamics). Evaluation
+    always controls all of them, and every sample's error on its own
+    (:class:`~toflow.solvers.control.Tolerance`). ``max_steps``: steps one solve may take.
     """
 
     atol: float = 1e-5
     rtol: float = 1e-5
     test_atol: float | None = None
     test_rtol: float | None = None
+    control: str = "all"
     max_steps: int = 10000
 
     name = "solver"
@@ -57,15 +64,29 @@ class Solver:
                 raise ValueError(f"solver.{key}: must be positive, got {value}")
         if self.max_steps <= 0:
             raise ValueError(f"solver.max_steps: must be positive, got {self.max_steps}")
+        if self.control not in CONTROLS:
+            raise ValueError(f"solver.control: '{self.control}' is not one of {', '.join(CONTROLS)}")
 
     @property
     def integrator(self):
         return self.integrator_type()
 
+    @property
+    def evaluation_tolerances(self) -> tuple[float, float]:
+        """``(atol, rtol)`` of evaluation."""
+        return self.test_atol or self.atol, self.test_rtol or self.rtol
+
     def tolerance(self, training: bool, controlled: int | None = None) -> Tolerance:
+        """The error control of a training solve (``control`` decides whether the integrals after
+        the first ``controlled`` columns are in it), or of an evaluation (all columns, per sample)."""
         if training:
-            return Tolerance(self.atol, self.rtol, controlled)
-        return Tolerance(self.test_atol or self.atol, self.test_rtol or self.rtol, controlled)
+            return Tolerance(self.atol, self.rtol, controlled, integrals=self.control == "all")
+        return Tolerance(*self.evaluation_tolerances, controlled, integrals=True, per_sample=True)
+
+    def tightened(self, factor: float) -> "Solver":
+        """This solver with its evaluation tolerances divided by ``factor`` (the convergence check)."""
+        atol, rtol = self.evaluation_tolerances
+        return replace(self, test_atol=atol / factor, test_rtol=rtol / factor)
 
     def gradient_method(self, f, y0: Tensor, t0: Tensor, t1: Tensor, params: tuple, tol: Tolerance):
         """``(y1, f1)``: y(t1) with gradients for y0 and ``params``, t1 held constant; f1 = F(y1, t1)
@@ -128,12 +149,17 @@ class WithSensitivity(Solver):
     def gradient_method(self, f, y0, t0, t1, params, tol):
         if self.sensitivity != "auto":
             return self._run(self.sensitivity, f, y0, t0, t1, params, tol)
+        if not torch.is_grad_enabled():  # no gradient to choose a method for
+            return self.integrator.integrate(f, y0, float(t0), float(t1), tol, self.max_steps)
         footprint, shape = auto.footprint_of(f), tuple(y0.shape)
+        methods = auto.METHODS if self.checkpointed is not None else ("autograd", "adjoint")
+        budget = self.memory_budget_mb or auto.BUDGET_MB
+        if tol.per_sample:  # a solve at the evaluation tolerances: its size says nothing of training's
+            return self._run(auto.choose(footprint, shape, budget, methods), f, y0, t0, t1, params, tol)
         if shape not in footprint.bytes_per_evaluation:
             footprint.bytes_per_evaluation[shape] = auto.graph_bytes(f, t0.to(y0.dtype), y0, params)
         footprint.state_bytes = y0.numel() * y0.element_size()
-        methods = auto.METHODS if self.checkpointed is not None else ("autograd", "adjoint")
-        footprint.method = auto.choose(footprint, shape, self.memory_budget_mb or auto.BUDGET_MB, methods)
+        footprint.method = auto.choose(footprint, shape, budget, methods)
         counted = auto.Counted(f, footprint)
         out = self._run(footprint.method, counted, y0, t0, t1, params, tol)
         counted.stop()

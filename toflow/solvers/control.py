@@ -1,10 +1,19 @@
 """Step-size control shared by the adaptive solvers (Hairer, Norsett & Wanner, sec. II.4).
 
-The error of a step is measured in the RMS norm of ``error / (atol + rtol max(|y|, |y_new|))``
-over the *controlled* part of the state only (a seminorm): the first ``controlled``
-columns of the (batch, features) state. The log-density and regulariser integrals ride
-in the remaining columns; they never feed back into the dynamics, so leaving them out
-keeps them from shrinking the steps.
+A step's error is scaled componentwise, ``e_i / (atol + rtol max(|y_i|, |y_new_i|))``, and
+reduced to one ratio by a *mixed* norm over the column groups of the (batch, features) state:
+
+- the first ``controlled`` columns (a flow's z, the part that feeds back into the dynamics)
+  form one group, measured by their RMS;
+- each column after them (the log-density, each regulariser integral) is a group of its own
+  when ``integrals`` is set, and left out of the norm otherwise (a seminorm);
+- ``per_sample``: each sample's ratio is the largest of its groups', and the step's ratio the
+  largest over samples, so every sample's error is bounded by the tolerance, however many
+  easy samples share its batch; otherwise each group's RMS runs over the whole batch and the
+  ratio is the largest group's (torchdiffeq's mixed norm for tuple states).
+
+A group of its own keeps the log-density's error at the tolerance: inside one RMS with the
+D columns of z it could grow sqrt(D + 1) times larger before a step is rejected.
 """
 
 from __future__ import annotations
@@ -27,26 +36,42 @@ class NonFiniteError(SolverError):
 
 @dataclass(frozen=True)
 class Tolerance:
-    """``atol``/``rtol`` and which columns the error norm sees (None: all)."""
+    """``atol``/``rtol`` and the norm that measures a step's error against them (see the module).
+
+    ``controlled``: the leading columns that feed back into the dynamics (None: the whole
+    state is one group); ``integrals``: the columns after them are in the norm, each a group of
+    its own; ``per_sample``: the norm bounds every sample's error, not the batch's RMS.
+    """
 
     atol: float
     rtol: float
     controlled: int | None = None
+    integrals: bool = False
+    per_sample: bool = False
+
+    def norm(self, scaled: Tensor) -> float:
+        """The mixed norm of an already scaled error (or value), a Python float."""
+        rows = scaled.detach().reshape(scaled.shape[0], -1) if scaled.dim() > 1 else scaled.detach()[None]
+        if self.controlled is None:
+            groups = [rows]
+        else:
+            groups = [rows[:, : self.controlled]] + ([rows[:, self.controlled:]] if self.integrals else [])
+        if self.per_sample:  # each sample's RMS over z, each integral's own size; the largest over samples
+            parts = [groups[0].pow(2).mean(1, keepdim=True).sqrt(), *(g.abs() for g in groups[1:])]
+        else:  # each group's RMS over the batch, each integral column alone
+            parts = [groups[0].pow(2).mean().sqrt()[None], *(g.pow(2).mean(0).sqrt() for g in groups[1:])]
+        return float(torch.cat([part.reshape(-1) for part in parts if part.numel()]).max())
 
     def ratio(self, error: Tensor, y: Tensor, y_new: Tensor) -> float:
-        """RMS of the scaled error: a step is accepted when this is <= 1."""
-        if self.controlled is not None:
-            error, y, y_new = (v[:, : self.controlled] for v in (error, y, y_new))
-        scale = self.atol + self.rtol * torch.maximum(y.abs(), y_new.abs())
-        ratio = float((error / scale).detach().pow(2).mean().sqrt())
+        """The norm of the scaled error: a step is accepted when this is <= 1."""
+        ratio = self.norm(error / (self.atol + self.rtol * torch.maximum(y.abs(), y_new.abs())))
         if ratio != ratio or ratio == float("inf"):
             raise NonFiniteError("the state or the field became NaN or infinite")
         return ratio
 
     def rms(self, value: Tensor, y: Tensor) -> float:
-        if self.controlled is not None:
-            value, y = value[:, : self.controlled], y[:, : self.controlled]
-        return float((value / (self.atol + self.rtol * y.abs())).detach().pow(2).mean().sqrt())
+        """The same norm of ``value`` scaled by ``y`` (for the starting step size)."""
+        return self.norm(value / (self.atol + self.rtol * y.abs()))
 
 
 def initial_step(f, t0: float, y0: Tensor, f0: Tensor, error_order: int, tol: Tolerance, direction: float) -> float:

@@ -26,10 +26,14 @@ def _direction(t0: float, t1: float) -> float:
     return 1.0 if t1 >= t0 else -1.0
 
 
+STRETCH = 1.1  # a step this much longer than proposed may end the solve (Shampine & Reichelt 1997: ode45)
+
+
 def _clamp_to_end(t: float, h: float, t1: float, direction: float) -> tuple[float, bool]:
-    """Shorten h to land on t1; also land when the remainder would be a sliver."""
+    """Land on t1 when it lies within ``STRETCH`` h: stretching the last step a little costs less
+    than the whole extra step a sliver left after it would."""
     remaining = t1 - t
-    if direction * (h - remaining) >= 0 or abs(remaining - h) < 1e-10 * abs(remaining):
+    if direction * (STRETCH * h - remaining) >= 0:
         return remaining, True
     return h, False
 

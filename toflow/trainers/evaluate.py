@@ -18,6 +18,7 @@ from typing import Sequence
 
 from ..config import ConfigError, from_dict
 from .commands import run_command
+from .evaluation import describe
 from .load import find_checkpoint
 from .module import FlowModule
 from .reliability import load_checkpoint, stop_on_signals, write_text_atomic
@@ -34,6 +35,7 @@ def evaluate(target: str | Path, overrides: Sequence[str] = ()) -> dict:
     scores = {**module.test_scores(), "checkpoint": str(path), "step": int(checkpoint.get("global_step", 0))}
     summary_path = path.parent.parent / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary.pop("unconverged", None)  # a figure of an earlier evaluation
     summary.update(scores)
     write_text_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
     return scores
@@ -53,9 +55,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     with stop_on_signals("the run's summary.json is as it was"):
         print(f"evaluating {args.target}", flush=True)
         scores = evaluate(args.target, args.overrides)
-    text = f"test NLL {scores['test_nll']:.4f} nats"
+    text = describe(scores)
     if "test_bpd" in scores:
-        text += f", {scores['test_bpd']:.4f} bits/dim"
+        text += f"; test NLL {scores['test_nll']:.4f} nats"
     print(f"{text} ({scores['checkpoint']}, step {scores['step']})")
     return 0
 

@@ -27,7 +27,7 @@ from ..data import DataError, DataSource, bits_per_dim, make_source
 from ..models import build_flow
 from ..solvers import NonFiniteError
 from ..solvers.auto import footprint_of
-from .evaluation import EVAL_SEED, evaluating, mean_nll
+from .evaluation import EVAL_SEED, checked_scores, evaluating, mean_nll, tightened
 from .objective import build_objective
 from .reliability import TrainingFailed
 from .temporal import TimeStep, temporal_step, time_optimizer
@@ -68,7 +68,7 @@ class FlowModule(pl.LightningModule):
         torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, ignored)
         self._validation = ExitStack()
         self._resumed_rng: torch.Tensor | None = None
-        self._val_sum, self._val_count = 0.0, 0
+        self._val_sum, self._val_tight_sum, self._val_count = 0.0, 0.0, 0
 
     def _end_time_of(self, parameter_name: str):
         return self.get_submodule(parameter_name.rsplit(".", 1)[0])
@@ -125,10 +125,19 @@ class FlowModule(pl.LightningModule):
         """``test_nll`` (nats), and ``test_bpd`` for images."""
         return {"test_nll": nll, **({"test_bpd": float(self.bits_per_dim(nll))} if self.source.is_image else {})}
 
+    @property
+    def metric(self) -> str:
+        """The score a run is judged by: ``test_bpd`` for images, ``test_nll`` otherwise."""
+        return "test_bpd" if self.source.is_image else "test_nll"
+
     def test_scores(self) -> dict:
-        """:meth:`scores` over the whole test set."""
-        reference = self.flow.end_times()[0].T
-        return self.scores(mean_nll(self.flow, self.test_data.to(reference), self.eval_batch_size))
+        """:meth:`scores` over the whole test set at the evaluation tolerances, checked at tolerances
+        10x tighter (:func:`~toflow.trainers.evaluation.checked_scores`)."""
+        data = self.test_data.to(self.flow.end_times()[0].T)
+        scores = self.scores(mean_nll(self.flow, data, self.eval_batch_size))
+        with tightened(self.flow):
+            tighter = self.scores(mean_nll(self.flow, data, self.eval_batch_size))
+        return checked_scores(scores, tighter, self.flow.blocks()[0].solver.evaluation_tolerances, self.metric)
 
     # ---------------------------------------------------------------- training
     def training_step(self, x: torch.Tensor, batch_idx: int):
@@ -245,23 +254,37 @@ class FlowModule(pl.LightningModule):
         return None
 
     # ---------------------------------------------------------------- evaluation
+    @property
+    def checks_every_evaluation(self) -> bool:
+        return self.cfg.trainer.tolerance_check == "every"
+
     def on_validation_epoch_start(self):
-        self._val_sum, self._val_count = 0.0, 0
+        self._val_sum, self._val_tight_sum, self._val_count = 0.0, 0.0, 0
         self._validation.enter_context(evaluating(self.flow, EVAL_SEED))
 
     def validation_step(self, x: torch.Tensor, batch_idx: int):
         self._val_sum += float(-self.flow.log_prob(x).sum())
         self._val_count += x.shape[0]
+        if self.checks_every_evaluation:
+            with tightened(self.flow):
+                self._val_tight_sum += float(-self.flow.log_prob(x).sum())
 
     def on_validation_epoch_end(self):
         self.flow.reset_nfe()
         self.flow.sample(self.eval_batch_size)  # still evaluating: the evaluation tolerances, a seeded draw
         self.last_sample_nfe = float(self.flow.nfe["forward"])
         self._validation.close()
-        total, count = self.reduce_mean(torch.tensor([self._val_sum, float(self._val_count)], dtype=torch.float64,
-                                                     device=self.device)).tolist()
+        sums = [self._val_sum, self._val_tight_sum, float(self._val_count)]
+        total, tight_total, count = self.reduce_mean(torch.tensor(sums, dtype=torch.float64,
+                                                                  device=self.device)).tolist()
         if count:
             scores = self.scores(total / count)
+            if self.checks_every_evaluation:
+                tolerances = self.flow.blocks()[0].solver.evaluation_tolerances
+                scores = checked_scores(scores, self.scores(tight_total / count), tolerances, self.metric)
+                for key in ("test_nll", "test_bpd"):
+                    if key in scores:
+                        self.log(f"test/{key[5:]}_change", scores["tolerance_check"][key])
             self.log("test/nll", scores["test_nll"], prog_bar=not self.source.is_image)
             if "test_bpd" in scores:
                 self.log("test/bpd", scores["test_bpd"], prog_bar=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..config import ConfigError, RunConfig, load_config
 from .commands import run_command
+from .evaluation import describe
 from .train import train
 
 
@@ -34,8 +35,7 @@ def _train(args: argparse.Namespace) -> int:
     summary = train(config_of(args))
     if not summary:  # a data-parallel process other than the first
         return 0
-    score = (f"test {summary['test_bpd']:.4f} bits/dim" if "test_bpd" in summary
-             else f"test NLL {summary['test_nll']:.4f} nats")
+    score = describe(summary)
     print(f"{summary['name']} [{summary['objective']}, {summary['mode']}, {summary['solver']}]: {score} | "
           f"steps {summary['steps']} | NFE fwd {summary['nfe_forward_mean']:.1f} bwd {summary['nfe_backward_mean']:.1f} "
           f"| {summary['time_per_iter_s']:.3f} s/step | T {', '.join(f'{T:.3f}' for T in summary['end_times'])} "

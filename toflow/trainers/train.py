@@ -175,7 +175,8 @@ def _final_pictures(module: FlowModule, trainer: pl.Trainer, scores: dict, run_d
     """``samples.png`` (images) or ``density.png`` (2-D), also to TensorBoard, and the test scores there."""
     flow, step, board = module.flow, trainer.global_step, trainer.logger.experiment
     for key, value in scores.items():
-        board.add_scalar(key.replace("_", "/", 1), value, step)
+        if isinstance(value, (int, float)):
+            board.add_scalar(key.replace("_", "/", 1), value, step)
     if module.cfg.trainer.animate_frames:
         from .animate import animate
 
