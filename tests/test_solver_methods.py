@@ -300,3 +300,50 @@ def test_auto_sensitivity_gives_the_exact_gradient_of_its_choice(budget, expecte
             assert footprint.method == expected and footprint.evaluations > 0
             assert 0 < footprint.bytes_per_evaluation[(len(x), 3)] < 2**20
     assert torch.allclose(grads["auto"], grads[expected], rtol=1e-12, atol=1e-14)
+
+
+def test_auto_sensitivity_learns_from_training_solves_only():
+    from toflow.solvers.auto import footprint_of
+
+    flow = tiny_cnf((8, 8), Dopri5(atol=1e-5, rtol=1e-5, test_atol=1e-9, test_rtol=1e-9, sensitivity="auto"), seed=3)
+    loss_fn(flow, X.clone()).backward()
+    footprint = footprint_of(flow.ode.vf)
+    trained = (footprint.evaluations, footprint.state_bytes, footprint.method)
+    flow.eval()
+    with torch.no_grad():
+        flow.log_prob(torch.randn(100, 2, dtype=torch.float64))  # a bigger batch at far tighter tolerances
+    x = torch.randn(100, 2, dtype=torch.float64, requires_grad=True)
+    flow.log_prob(x).sum().backward()  # an evaluation that asks for a gradient (a score)
+    assert (footprint.evaluations, footprint.state_bytes, footprint.method) == trained
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_mixed_norm_gives_each_integral_and_each_sample_the_whole_tolerance():
+    y = torch.zeros(4, 3, dtype=torch.float64)
+    error = torch.zeros_like(y)
+    error[:, 2] = 1e-6  # the log-density column, as far off as the tolerance allows
+    assert Tolerance(1e-6, 0, controlled=2, integrals=True).ratio(error, y, y) == pytest.approx(1.0)
+    assert Tolerance(1e-6, 0, controlled=2).ratio(error, y, y) == 0.0  # the seminorm leaves it out
+    assert Tolerance(1e-6, 0).ratio(error, y, y) == pytest.approx(3 ** -0.5)  # one RMS dilutes it
+    error = torch.zeros_like(y)
+    error[0, :2] = 1e-6  # one sample's z, the others exact
+    assert Tolerance(1e-6, 0, controlled=2).ratio(error, y, y) == pytest.approx(0.5)  # averaged away
+    assert Tolerance(1e-6, 0, controlled=2, per_sample=True).ratio(error, y, y) == pytest.approx(1.0)
+
+
+def test_a_step_within_a_tenth_of_the_end_reaches_it():
+    # without the stretch, a step landing just short of t1 leaves a sliver that costs a whole step more
+    def last_two_steps(t1, stretch):
+        steps = []
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("toflow.solvers.integrators.STRETCH", stretch)
+            AdaptiveDopri5().integrate(linear, Y0, 0.0, t1, Tolerance(1e-6, 1e-6), 10**5,
+                                       record=lambda t, h, y: steps.append(h))
+        return steps[-2:], len(steps)
+
+    ends = torch.linspace(0.5, 1.5, 101, dtype=torch.float64).tolist()
+    stretched = [last_two_steps(t1, 1.1) for t1 in ends]
+    assert all(last >= 0.1 * before for (before, last), _ in stretched)
+    exact_landing = [last_two_steps(t1, 1.0) for t1 in ends]
+    assert any(last < 0.1 * before for (before, last), _ in exact_landing)  # the slivers it avoids
+    assert sum(n for _, n in stretched) < sum(n for _, n in exact_landing)

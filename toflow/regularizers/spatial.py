@@ -1,8 +1,8 @@
 """Spatial regularisers of the flow's trajectories (RNODE, OT-Flow; paper eq. 5-6).
 
 Each is an integral over the trajectory, int_{t0}^{T} g(z(t), t) dt, carried by the
-solver as one more column of the augmented state (outside the error norm), averaged over
-the batch and added to the loss with its coefficient. Normalisation (RNODE's): per
+solver as one more column of the augmented state (inside the error norm unless
+``solver.control: state``), averaged over the batch and added to the loss with its coefficient. Normalisation (RNODE's): per
 dimension of z, so a coefficient means the same at any data dimension D.
 
 The protocol: a regulariser is a :class:`Regularizer` with a ``name`` (its config key,
