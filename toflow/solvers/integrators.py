@@ -26,12 +26,14 @@ def _direction(t0: float, t1: float) -> float:
     return 1.0 if t1 >= t0 else -1.0
 
 
-STRETCH = 1.1  # a step this much longer than proposed may end the solve (Shampine & Reichelt 1997: ode45)
+# A step may be stretched this much to end the solve, as MATLAB's ode45 does by 10% (Shampine &
+# Reichelt 1997): the sliver it would leave costs a whole step. 5% keeps a stretched step's expected
+# error ratio at SAFETY^5 1.05^5 = 0.75 (10%: 0.95), so it is seldom rejected.
+STRETCH = 1.05
 
 
 def _clamp_to_end(t: float, h: float, t1: float, direction: float) -> tuple[float, bool]:
-    """Land on t1 when it lies within ``STRETCH`` h: stretching the last step a little costs less
-    than the whole extra step a sliver left after it would."""
+    """Land on t1 when it lies within ``STRETCH`` h (see above)."""
     remaining = t1 - t
     if direction * (STRETCH * h - remaining) >= 0:
         return remaining, True

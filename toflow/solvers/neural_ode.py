@@ -18,8 +18,9 @@ from torchdyn.core import NeuralODE
 class FlowODE(NeuralODE):
     """``NeuralODE`` over a flow's augmented state; ``self.training`` picks the tolerances.
 
-    The error norm sees the first ``dynamics.numel`` columns of the state (the flow's z),
-    not the log-density or regulariser integrals that follow them.
+    The first ``dynamics.numel`` columns of the state (the flow's z) feed back into the
+    dynamics; the log-density and regulariser integrals follow them, each a group of its own in
+    the error norm (:meth:`~toflow.solvers.Solver.tolerance`).
     """
 
     def __init__(self, dynamics: nn.Module, solver):

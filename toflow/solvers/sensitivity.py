@@ -13,7 +13,8 @@ t0 is a constant (its gradient is never returned).
   with the same integrator and tolerances. Of a flow's augmented state only z feeds back
   into F: the log-density and regulariser columns are integrals, so their adjoints stay
   dL/dl(T), dL/dr(T) and their reconstruction is never read. The backward state is
-  therefore [z, a_z, a_theta], and the step control sees z and a_z only (seminorm).
+  therefore [z, a_z, a_theta], and the step control sees z and a_z only: the parameters'
+  adjoints are summed, never reported, so they stay out of the norm (Kidger, Chen & Lyons 2021).
 """
 
 from __future__ import annotations
