@@ -63,7 +63,7 @@ def test_every_samples_log_density_error_is_a_few_tolerances(trained):
 
 def test_a_density_grid_has_no_solver_artefacts(trained):
     flow, reference, _, _, _ = trained
-    grid, exact = density_grid(flow, n=40, batch_size=400), density_grid(reference, n=40, batch_size=1600)
+    grid, exact = density_grid(flow, n=30, batch_size=300), density_grid(reference, n=30, batch_size=900)
     assert float((grid - exact).abs().sum() / exact.abs().sum()) < 1e-3
 
 
