@@ -1,15 +1,15 @@
 # `make run`: set up, then train TO-FLOW on checkerboard (a few minutes on a CPU).
-# `make test`: set up, then run every test.
+# `make test`: set up, then run every test. `make lint`: ruff, the import layers, the docstrings.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/toy_checkerboard_quick.yaml
 
-.PHONY: run test bench setup clean
+.PHONY: run test lint bench setup clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,lint]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -19,6 +19,11 @@ run: setup
 
 test: setup
 	$(PY) -m pytest tests
+
+lint: setup
+	$(VENV)/bin/ruff check toflow tests bench
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/pydoclint toflow
 
 bench: setup
 	$(PY) bench/toy_modes.py

@@ -1,5 +1,5 @@
 """What the benchmarks share: the line that says which machine a timing ran on."""
 
-from toflow.study import machine
+from toflow.provenance import machine
 
 __all__ = ["machine"]

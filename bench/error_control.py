@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import machine
+
 from toflow import load_flow
 from toflow.data import bits_per_dim, make_source
-from toflow.study import StudyConfig, run_dir, run_study, arms
+from toflow.study import StudyConfig, arms, run_dir, run_study
 
 WORKLOADS = {  # name: (config, overrides)
     "checkerboard, 1e-4": ("configs/toy_checkerboard_quick.yaml", ["trainer.animate_frames=0"]),

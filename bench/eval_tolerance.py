@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import machine
+
 from toflow import load_flow
 from toflow.data import bits_per_dim, make_source
 from toflow.solvers import Tolerance

@@ -214,7 +214,8 @@ def main() -> int:
         lines.append("")
         results[name] = rows
         if {"aca", "tdp-aca"} <= rows.keys():
-            lines.append(f"ACA time, ours / TorchDiffEqPack's: {rows['aca']['time_s'] / rows['tdp-aca']['time_s']:.2f}x. ")
+            ratio = rows['aca']['time_s'] / rows['tdp-aca']['time_s']
+            lines.append(f"ACA time, ours / TorchDiffEqPack's: {ratio:.2f}x. ")
         if {"dopri5-adjoint", "torchdiffeq-adjoint"} <= rows.keys():
             lines.append(f"dopri5 adjoint time, ours / torchdiffeq's: "
                          f"{rows['dopri5-adjoint']['time_s'] / rows['torchdiffeq-adjoint']['time_s']:.2f}x. ")

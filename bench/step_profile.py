@@ -36,7 +36,7 @@ import torch
 
 import toflow
 import toflow.trainers.module as module_code
-from toflow.study import machine
+from toflow.provenance import machine
 from toflow.trainers import FlowModule
 
 
@@ -79,7 +79,8 @@ class StepClock(pl.Callback):
         keep = batch_idx >= self.warmup
         current = self.timers.current
         current["step"] = time.perf_counter() - self.started
-        current["trainer"] = current["step"] - sum(current[k] for k in ("forward", "backward", "weights step", "T step"))
+        parts = ("forward", "backward", "weights step", "T step")
+        current["trainer"] = current["step"] - sum(current[k] for k in parts)
         self.timers.close_step(keep)
         if keep:
             self.nfe.append([dict(block.dynamics.nfe) for block in module.flow.blocks()])
@@ -101,7 +102,7 @@ def gradient_method(block) -> str:
     if method == "auto":
         from toflow.solvers.auto import footprint_of
 
-        method = footprint_of(block.ode.vf).method
+        method = footprint_of(block.ode.vf).sensitivity
     return method
 
 
@@ -122,11 +123,11 @@ def evaluation_costs(module: FlowModule, x: torch.Tensor, repeats: int) -> list[
         dynamics, params = block.ode.vf, [p for p in block.ode.vf.parameters() if p.requires_grad]
         graph = gradient_method(block) == "autograd"
 
-        def forward():
+        def forward(dynamics=dynamics, t=t, state=state, graph=graph):
             with torch.set_grad_enabled(graph):
                 dynamics(t, state.requires_grad_(graph))
 
-        def backward():
+        def backward(dynamics=dynamics, t=t, state=state, params=params):
             with torch.enable_grad():
                 y = state.detach().requires_grad_(True)
                 out = dynamics(t, y)
@@ -142,7 +143,7 @@ def evaluation_costs(module: FlowModule, x: torch.Tensor, repeats: int) -> list[
 def profile(config: str, overrides: list[str], steps: int, warmup: int, repeats: int) -> dict:
     as_configured = toflow.load_config(config, overrides)  # compiled or not as the full run would be
     if getattr(as_configured.model, "compile", False) is None:
-        from toflow.models.build import COMPILE_FROM_STEPS
+        from toflow.config.components import COMPILE_FROM_STEPS
 
         overrides = [*overrides, f"model.compile={as_configured.trainer.max_steps >= COMPILE_FROM_STEPS}"]
     cfg = toflow.load_config(config, [

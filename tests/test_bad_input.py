@@ -55,7 +55,8 @@ def test_resuming_with_another_model_names_each_changed_key(tmp_path: Path, caps
     assert "time.mode: 'toflow' in the run, 'fixed' given" in message
     assert "optim.lr" not in message  # the learning rate may change on resuming
     done = call_main(run_command.main, [TOY_CONFIG, "trainer.max_steps=3", "trainer.resume=true",
-                                        f"trainer.log_dir={run}", *SMALL, "optim.lr=1e-4", "trainer.eval_every=1"], capsys)
+                                        f"trainer.log_dir={run}", *SMALL, "optim.lr=1e-4", "trainer.eval_every=1"],
+                        capsys)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -86,7 +87,8 @@ def test_the_run_says_where_its_data_came_from(fake_mnist: Path, tmp_path: Path,
     assert done.returncode == 0, done.stderr[-2000:]
     first = done.stdout.splitlines()[0]
     assert first == f"data: mnist, 48 training and 16 test images from {fake_mnist / 'MNIST' / 'raw'}"
-    toy = call_main(run_command.main, [TOY_CONFIG, "trainer.max_steps=1", f"trainer.log_dir={tmp_path / 'toy'}", *SMALL],
+    toy = call_main(run_command.main,
+                    [TOY_CONFIG, "trainer.max_steps=1", f"trainer.log_dir={tmp_path / 'toy'}", *SMALL],
                     capsys)
     assert toy.stdout.splitlines()[0].startswith("data: checkerboard, generated: training stream from seed 0")
 
@@ -96,7 +98,8 @@ def test_an_interrupted_evaluation_leaves_the_summary_whole(signum, tmp_path: Pa
     run = tmp_path / "run"
     toflow.train(load_config(TOY_CONFIG, [*SMALL, "trainer.max_steps=2", f"trainer.log_dir={run}"]))
     before = (run / "summary.json").read_bytes()
-    evaluating = subprocess.Popen([sys.executable, "-m", "toflow.trainers.evaluate", str(run), "data.test_size=2000000"],
+    evaluating = subprocess.Popen([sys.executable, "-m", "toflow.trainers.evaluate", str(run),
+                                   "data.test_size=2000000"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert evaluating.stdout.readline().startswith("evaluating ")  # its signal handlers are in place
     time.sleep(2)  # inside the long evaluation

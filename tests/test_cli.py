@@ -88,3 +88,27 @@ def test_every_solver_trains_from_a_config(tmp_path: Path):
         summary = toflow.train(cfg)
         assert summary["steps"] == 3 and summary["solver"] == name
         assert summary["end_times"][0] != 0.5 and summary["nfe_backward_mean"] > 0
+
+
+def test_bad_input_is_refused_before_the_heavy_imports():
+    # what each answer had imported when it came: --help and a misspelt key nothing of torch, a bad
+    # value torch and the models but not Lightning (nor torchdyn's model layer, which imports it)
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom {module} import main\ntry:\n    code = main({argv})\n"
+             "except SystemExit as stop:\n    code = stop.code\n"
+             "print(code, *(name in sys.modules for name in ('torch', 'pytorch_lightning', 'torchdyn.core')))")
+
+    def imported(module: str, argv: list) -> list:
+        done = subprocess.run([sys.executable, "-c", probe.format(module=module, argv=argv)], capture_output=True,
+                              text=True, timeout=300)
+        return done.stdout.split()[-4:]
+
+    config = "configs/toy_checkerboard_quick.yaml"
+    for module in ("toflow.trainers.run", "toflow.trainers.evaluate", "toflow.trainers.sample",
+                   "toflow.trainers.animate", "toflow.study.__main__"):
+        assert imported(module, ["--help"]) == ["0", "False", "False", "False"], module
+    assert imported("toflow.trainers.run", [config, "trainer.max_step=5"]) == ["2", "False", "False", "False"]
+    assert imported("toflow.trainers.run", [config, "time.eps=0.7"]) == ["2", "True", "False", "False"]
+    assert imported("toflow.trainers.run", [config, "solver.name=dopri"]) == ["2", "True", "False", "False"]

@@ -7,7 +7,7 @@ import torch
 from toflow.data import TOY_SETS, ToyStream, toy_sample, toy_test_set
 
 
-@pytest.mark.parametrize("name", TOY_SETS)
+@pytest.mark.parametrize("name", list(TOY_SETS))
 def test_stream_does_not_depend_on_batch_size(name):
     whole = ToyStream(name, seed=5).take(0, 9000)
     stream = ToyStream(name, seed=5)
@@ -20,7 +20,7 @@ def test_stream_does_not_depend_on_batch_size(name):
     assert torch.isfinite(whole).all()
 
 
-@pytest.mark.parametrize("name", TOY_SETS)
+@pytest.mark.parametrize("name", list(TOY_SETS))
 def test_seeds_and_test_set(name):
     a, b = toy_sample(name, 500, seed=0), toy_sample(name, 500, seed=1)
     assert not torch.equal(a, b)

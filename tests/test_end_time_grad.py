@@ -47,7 +47,7 @@ def test_alternating_gradient_matches_finite_differences(sensitivity):
     loss.backward()
     assert flow.end_time.T.grad is None  # the solve treats T as a constant in this mode
     nfe_before = flow.nfe["forward"]
-    alternating = float(flow.time_grad())
+    alternating = float(flow.dloss_dT())
     assert flow.nfe["forward"] == nfe_before + 1  # one extra evaluation, counted
     fd = finite_difference(flow, X, 0.6)
     assert abs(alternating - fd) / abs(fd) < 1e-3
@@ -56,11 +56,11 @@ def test_alternating_gradient_matches_finite_differences(sensitivity):
 def test_alternating_gradient_uses_the_updated_weights():
     flow = make_flow("adjoint", grad="after_step")
     (-flow.log_prob(X).mean()).backward()
-    before = float(flow.time_grad())
+    before = float(flow.dloss_dT())
     with torch.no_grad():
         for p in flow.field.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    assert abs(float(flow.time_grad()) - before) > 1e-6
+    assert abs(float(flow.dloss_dT()) - before) > 1e-6
 
 
 # ------------------------------------------------------------------ fixed grids: the discrete solution's derivative
@@ -75,17 +75,17 @@ def fixed_flow(solver, grad="same_pass", T=0.6):
 @pytest.mark.parametrize("sensitivity", ["adjoint", "autograd"])
 @pytest.mark.parametrize("name", ["euler", "rk4"])
 def test_fixed_grid_T_gradient_is_the_derivative_of_its_discrete_loss(name, sensitivity):
-    from toflow.solvers import build_solver
+    from toflow.solvers import SOLVERS
 
     # step 0.25 on [0, 0.6]: n = 3 steps of 0.2; a small change of T stretches the same 3 steps
-    flow = fixed_flow(build_solver(name, step_size=0.25, sensitivity=sensitivity))
+    flow = fixed_flow(SOLVERS.build(name, step_size=0.25, sensitivity=sensitivity))
     (-flow.log_prob(X).mean()).backward()
     fd = finite_difference(flow, X, 0.6, h=1e-6)
     assert abs(float(flow.end_time.T.grad) - fd) <= 1e-6 * max(1.0, abs(fd))
 
-    after = fixed_flow(build_solver(name, step_size=0.25, sensitivity=sensitivity), grad="after_step")
+    after = fixed_flow(SOLVERS.build(name, step_size=0.25, sensitivity=sensitivity), grad="after_step")
     (-after.log_prob(X).mean()).backward()
-    assert abs(float(after.time_grad()) - fd) <= 1e-6 * max(1.0, abs(fd))
+    assert abs(float(after.dloss_dT()) - fd) <= 1e-6 * max(1.0, abs(fd))
 
 
 def test_euler_field_at_the_end_is_not_its_velocity():
@@ -99,7 +99,7 @@ def test_euler_field_at_the_end_is_not_its_velocity():
     continuous = float(Solver.end_time_derivative(flow.solver, flow.ode.vf, X, 0.0, 0.6, end)(
         flow.end_time.record.adjoint))
     fd = finite_difference(flow, X, 0.6, h=1e-6)
-    assert abs(float(flow.time_grad()) - fd) <= 1e-6 * max(1.0, abs(fd))
+    assert abs(float(flow.dloss_dT()) - fd) <= 1e-6 * max(1.0, abs(fd))
     assert abs(continuous - fd) > 0.2 * abs(fd)
 
 
@@ -115,9 +115,9 @@ def test_fixed_grid_jumps_at_multiples_of_its_step():
 def test_the_T_step_says_when_no_backward_pass_has_run():
     flow = make_flow("adjoint", grad="after_step")
     with pytest.raises(RuntimeError, match="no training solve"):
-        flow.time_grad()
+        flow.dloss_dT()
     flow.log_prob(X)
     with pytest.raises(RuntimeError, match="no backward pass"):
-        flow.time_grad()
+        flow.dloss_dT()
     (-flow.log_prob(X).mean()).backward()
-    assert torch.isfinite(flow.time_grad())
+    assert torch.isfinite(flow.dloss_dT())

@@ -9,9 +9,9 @@ import torch
 
 import toflow
 from toflow.config import ConfigError, load_config
-from toflow.models import CNF, TIME_MODES, EndTime, LinearField, TimeMode, register_time_mode
-from toflow.regularizers import REGULARIZERS, Regularizer, register_regularizer
-from toflow.solvers import SOLVERS, Dopri5, Tolerance, register_fixed_step
+from toflow.models import CNF, TIME_MODES, EndTime, LinearField, TimeMode
+from toflow.regularizers import REGULARIZERS, Regularizer
+from toflow.solvers import SOLVERS, Dopri5, Tolerance, fixed_step_solver
 from toflow.solvers.integrators import FixedGrid
 from toflow.solvers.steps import at
 
@@ -48,13 +48,13 @@ class ShortSteer(TimeMode):
 
 @pytest.fixture
 def registered():
-    register_fixed_step("midpoint", midpoint_step)
-    register_regularizer(TimeWeightedKinetic)
-    register_time_mode(ShortSteer())
+    SOLVERS.register(fixed_step_solver("midpoint", midpoint_step))
+    REGULARIZERS.register(TimeWeightedKinetic)
+    TIME_MODES.register(ShortSteer)
     yield
-    SOLVERS.pop("midpoint")
-    REGULARIZERS.pop("time_kinetic")
-    TIME_MODES.pop("short_steer")
+    SOLVERS.unregister("midpoint")
+    REGULARIZERS.unregister("time_kinetic")
+    TIME_MODES.unregister("short_steer")
 
 
 def test_a_registered_step_function_integrates_at_its_order(registered):
@@ -62,7 +62,8 @@ def test_a_registered_step_function_integrates_at_its_order(registered):
     y0 = torch.randn(5, 2, dtype=torch.float64)
     errors = []
     for h in (0.1, 0.05):
-        y1, _ = FixedGrid("midpoint", h).integrate(lambda t, y: y @ A.T, y0, 0.0, 1.0, Tolerance(1, 1), 100)
+        grid = FixedGrid(SOLVERS["midpoint"].step, h)
+        y1, _ = grid.integrate(lambda t, y: y @ A.T, y0, 0.0, 1.0, Tolerance(1, 1), 100)
         errors.append(float((y1 - y0 @ torch.matrix_exp(A).T).abs().max()))
     assert abs(math.log2(errors[0] / errors[1]) - 2) < 0.25
 
@@ -86,14 +87,14 @@ def test_a_registered_regulariser_gets_t_and_f(registered):
 
 
 def test_a_registered_time_mode_draws_its_T():
-    register_time_mode(ShortSteer())
+    TIME_MODES.register(ShortSteer)
     try:
         end_time = EndTime(0.0, 0.5, "short_steer", eps=0.1)
         draws = torch.stack([end_time.t_span()[1] for _ in range(300)])
         end_time.eval()
         at_evaluation = float(end_time.t_span()[1])
     finally:
-        TIME_MODES.pop("short_steer")
+        TIME_MODES.unregister("short_steer")
     assert draws.min() >= 0.1 and draws.max() <= 0.5 and draws.std() > 0.08  # U[0.1, 0.5]: std 0.115
     assert at_evaluation == 0.5
 

@@ -12,9 +12,9 @@ from helpers import run_cli
 import toflow
 from toflow.config import load_config
 from toflow.models import CNF, ConcatSquashMLP, EndTime
+from toflow.objectives import FlowMatching, interpolation, ot_pairing
 from toflow.solvers import Dopri5
 from toflow.trainers import mean_nll
-from toflow.trainers.objective import FlowMatching, interpolation, ot_pairing
 
 FM = "configs/toy_checkerboard_fm.yaml"
 SMALL = ["model.hidden=[16,16]", "data.batch_size=64", "data.test_size=200", "trainer.eval_every=5",

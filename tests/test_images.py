@@ -13,11 +13,11 @@ import torch
 from helpers import run_cli
 from torch import nn
 
+from toflow import build_flow
 from toflow.config import load_config
 from toflow.data import DataError, bits_per_dim, load_images
 from toflow.data.images import MNIST_FILES
 from toflow.models import CNF, ConcatConvNet, EndTime, LogitTransform, MultiscaleFlow, squeeze, unsqueeze
-from toflow.models import build_flow
 from toflow.solvers import Dopri5
 
 

@@ -96,7 +96,8 @@ def test_undo_restores_weights_and_optimizer_state():
     for p in weights:
         p.grad = torch.ones_like(p)
     opt.step()
-    saved = ([p.detach().clone() for p in weights], {k: v["exp_avg"].clone() for k, v in opt.state_dict()["state"].items()})
+    saved = ([p.detach().clone() for p in weights],
+             {k: v["exp_avg"].clone() for k, v in opt.state_dict()["state"].items()})
     undo = module._snapshot(weights, opt)
     opt.step()
     undo()

@@ -7,9 +7,9 @@ import torch
 from helpers import tiny_cnf
 
 from toflow.models import CNF, ConcatSquashMLP, EndTime, LinearField
-from toflow.solvers import ACA, MALI, RK4, SOLVERS, Dopri5, Euler, SolverError, Tolerance, build_solver
+from toflow.objectives import likelihood_loss as objective
+from toflow.solvers import ACA, MALI, RK4, SOLVERS, Dopri5, Euler, SolverError, Tolerance
 from toflow.solvers.integrators import AdaptiveDopri5, AdaptiveLeapfrog, FixedGrid
-from toflow.trainers.objective import objective
 
 A = torch.tensor([[-0.3, 0.8], [-0.5, 0.2]], dtype=torch.float64)
 
@@ -36,7 +36,7 @@ def test_adaptive_integrators_reach_tight_tolerances(integrator):
 def test_fixed_step_methods_converge_at_their_order(method, order):
     errors = []
     for h in (0.1, 0.05):
-        y1, _ = FixedGrid(method, h).integrate(linear, Y0, 0.0, 1.0, Tolerance(1, 1), 10**6)
+        y1, _ = FixedGrid(SOLVERS[method].step, h).integrate(linear, Y0, 0.0, 1.0, Tolerance(1, 1), 10**6)
         errors.append(float((y1 - exact(Y0, 1.0)).abs().max()))
     rate = math.log2(errors[0] / errors[1])
     assert abs(rate - order) < 0.25
@@ -157,7 +157,7 @@ def test_every_solver_is_registered_and_trains_T():
     assert set(SOLVERS) == {"dopri5", "aca", "mali", "rk4", "euler"}
     x = torch.randn(64, 2) * 2
     for name in SOLVERS:
-        solver = build_solver(name, atol=1e-4, rtol=1e-4, step_size=0.1 if name in ("rk4", "euler") else None)
+        solver = SOLVERS.build(name, atol=1e-4, rtol=1e-4, step_size=0.1 if name in ("rk4", "euler") else None)
         flow = CNF(ConcatSquashMLP(2, (16, 16)), EndTime(0.0, 0.5, "toflow", grad="same_pass"), solver)
         opt_w = torch.optim.Adam([p for n, p in flow.named_parameters() if not n.endswith("end_time.T")], 1e-2)
         opt_t = torch.optim.Adam([flow.end_time.T], 1e-2)
@@ -191,7 +191,7 @@ def test_step_underflow_and_max_steps_are_errors():
     with pytest.raises(SolverError, match="solver.max_steps"):
         AdaptiveLeapfrog().integrate(linear, Y0, 0.0, 1.0, Tolerance(1e-12, 1e-12), 5)
     with pytest.raises(SolverError, match="solver.max_steps"):
-        FixedGrid("rk4", 0.01).integrate(linear, Y0, 0.0, 1.0, Tolerance(1, 1), 50)
+        FixedGrid(SOLVERS["rk4"].step, 0.01).integrate(linear, Y0, 0.0, 1.0, Tolerance(1, 1), 50)
 
 
 def test_seminorm_leaves_the_integral_columns_out():
@@ -203,7 +203,8 @@ def test_seminorm_leaves_the_integral_columns_out():
     for controlled in (1, None):
         steps = []
         AdaptiveDopri5().integrate(f, torch.ones(3, 2, dtype=torch.float64), 0.0, 1.0,
-                                   Tolerance(1e-6, 1e-6, controlled), 10**5, record=lambda t, h, y: steps.append(h))
+                                   Tolerance(1e-6, 1e-6, controlled), 10**5,
+                                   record=lambda t, h, y, steps=steps: steps.append(h))
         counts[controlled] = len(steps)
     assert counts[1] * 5 < counts[None]
 
@@ -297,7 +298,7 @@ def test_auto_sensitivity_gives_the_exact_gradient_of_its_choice(budget, expecte
         grads[sensitivity] = torch.cat([p.grad.flatten() for p in flow.field.parameters()])
         if sensitivity == "auto":
             footprint = footprint_of(flow.ode.vf)
-            assert footprint.method == expected and footprint.evaluations > 0
+            assert footprint.sensitivity == expected and footprint.evaluations > 0
             assert 0 < footprint.bytes_per_evaluation[(len(x), 3)] < 2**20
     assert torch.allclose(grads["auto"], grads[expected], rtol=1e-12, atol=1e-14)
 
@@ -308,13 +309,13 @@ def test_auto_sensitivity_learns_from_training_solves_only():
     flow = tiny_cnf((8, 8), Dopri5(atol=1e-5, rtol=1e-5, test_atol=1e-9, test_rtol=1e-9, sensitivity="auto"), seed=3)
     loss_fn(flow, X.clone()).backward()
     footprint = footprint_of(flow.ode.vf)
-    trained = (footprint.evaluations, footprint.state_bytes, footprint.method)
+    trained = (footprint.evaluations, footprint.state_bytes, footprint.sensitivity)
     flow.eval()
     with torch.no_grad():
         flow.log_prob(torch.randn(100, 2, dtype=torch.float64))  # a bigger batch at far tighter tolerances
     x = torch.randn(100, 2, dtype=torch.float64, requires_grad=True)
     flow.log_prob(x).sum().backward()  # an evaluation that asks for a gradient (a score)
-    assert (footprint.evaluations, footprint.state_bytes, footprint.method) == trained
+    assert (footprint.evaluations, footprint.state_bytes, footprint.sensitivity) == trained
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
@@ -338,7 +339,7 @@ def test_a_step_within_5_percent_of_the_end_reaches_it():
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr("toflow.solvers.integrators.STRETCH", stretch)
             AdaptiveDopri5().integrate(linear, Y0, 0.0, t1, Tolerance(1e-6, 1e-6), 10**5,
-                                       record=lambda t, h, y: steps.append(h))
+                                       record=lambda t, h, y, steps=steps: steps.append(h))
         return steps[-2:], len(steps)
 
     ends = torch.linspace(0.5, 1.5, 101, dtype=torch.float64).tolist()

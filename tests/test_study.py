@@ -6,8 +6,19 @@ from types import SimpleNamespace
 import pytest
 
 from toflow.config import ConfigError
-from toflow.study import (COLUMNS, Curve, StudyConfig, _total_end_time, arms, baselines, first_reached, load_study,
-                          run_study, targets, training_clock)
+from toflow.study import (
+    COLUMNS,
+    Curve,
+    StudyConfig,
+    arms,
+    baselines,
+    first_reached,
+    load_study,
+    run_study,
+    targets,
+    total_end_time,
+    training_clock,
+)
 
 SMALL = ["trainer.max_steps=5", "model.hidden=[8]", "data.batch_size=32", "data.test_size=64",
          "trainer.eval_every=5", "trainer.viz_every=5", "trainer.checkpoint_every=5", "solver.atol=1e-3",
@@ -32,8 +43,9 @@ def test_grid_expands_keys_and_labelled_bundles():
 def test_a_baseline_of_some_labels_compares_within_the_other_axes():
     grid = {"data.name": ["moons", "rings"], "time.mode": ["fixed", "toflow"], "model.hidden": [[8, 8], [16]]}
     of = baselines(arms(grid), "time.mode=fixed")
-    assert of["data.name=rings,time.mode=toflow,model.hidden=[8,8]"] == "data.name=rings,time.mode=fixed,model.hidden=[8,8]"
-    assert of["data.name=moons,time.mode=fixed,model.hidden=[16]"] == "data.name=moons,time.mode=fixed,model.hidden=[16]"
+    rings, moons = "data.name=rings,time.mode=", "data.name=moons,time.mode="
+    assert of[rings + "toflow,model.hidden=[8,8]"] == rings + "fixed,model.hidden=[8,8]"
+    assert of[moons + "fixed,model.hidden=[16]"] == moons + "fixed,model.hidden=[16]"
     assert set(baselines(arms(grid), "time.mode=fixed,model.hidden=[8,8]").values()) == {
         "data.name=moons,time.mode=fixed,model.hidden=[8,8]", "data.name=rings,time.mode=fixed,model.hidden=[8,8]"}
     whole = "data.name=moons,time.mode=toflow,model.hidden=[16]"
@@ -71,7 +83,7 @@ def test_two_arm_study_writes_the_table_and_skips_finished_arms(tmp_path: Path, 
     assert (tmp_path / "out" / "nll_vs_nfe.png").is_file()
     assert (tmp_path / "out" / "nll_vs_wall.png").is_file() and (tmp_path / "out" / "nfe_vs_step.png").is_file()
     assert (tmp_path / "out" / "panels.png").is_file()
-    fixed_T = _total_end_time(tmp_path / "out" / "time.mode=fixed" / "seed0")
+    fixed_T = total_end_time(tmp_path / "out" / "time.mode=fixed" / "seed0")
     assert [e.step for e in fixed_T] == list(range(5)) and all(e.value == pytest.approx(0.5) for e in fixed_T)
     summary = tmp_path / "out" / "time.mode=fixed" / "seed0" / "summary.json"
     stamp = summary.stat().st_mtime_ns
@@ -86,12 +98,12 @@ def test_two_arm_study_writes_the_table_and_skips_finished_arms(tmp_path: Path, 
     longer = run_study(study)  # the study now asks for more steps: the finished run continues to them
     assert "time.mode=toflow seed 0: extending to 7 steps" in capsys.readouterr().out
     assert longer["time.mode=toflow"][0]["steps"] == 7
-    assert [e.step for e in _total_end_time(tmp_path / "out" / "time.mode=toflow" / "seed0")] == list(range(7))
+    assert [e.step for e in total_end_time(tmp_path / "out" / "time.mode=toflow" / "seed0")] == list(range(7))
 
 
 def test_a_failed_run_does_not_stop_the_others(tmp_path: Path, monkeypatch, capsys):
-    import toflow.study as runner
-    from toflow.trainers.reliability import TrainingFailed
+    import toflow.study.runner as runner
+    from toflow.errors import TrainingFailed
 
     study = load_study(write_study(tmp_path, "  time.mode: [fixed, toflow]"))
     real = runner.run_arm
@@ -140,7 +152,8 @@ def test_targets_come_from_the_baseline_arm():
 
 def test_the_time_to_quality_studies_name_their_arms():
     expected = {
-        "configs/study_digits.yaml": ["arm=fixed", "arm=steer", "arm=toflow", "arm=toflow_ot", "arm=rnode", "arm=fm_ot"],
+        "configs/study_digits.yaml": ["arm=fixed", "arm=steer", "arm=toflow", "arm=toflow_ot", "arm=rnode",
+                                      "arm=fm_ot"],
         "configs/study_fashion_mnist_8.yaml": ["arm=fixed", "arm=steer", "arm=toflow", "arm=toflow_ot", "arm=rnode",
                                                "arm=fm_ot"],
         "configs/study_alpha.yaml": ["time.alpha=0.0", "time.alpha=0.01", "time.alpha=0.1", "time.alpha=1.0"],

@@ -72,7 +72,7 @@ def test_temporal_regularisation_adds_alpha_sign_T(sign):
 def test_alternating_step_uses_eq_12_13_plus_tr():
     flow = toy_flow("toflow", grad="after_step", alpha=0.25)
     (-flow.log_prob(X).mean()).backward()
-    expected = float(flow.time_grad()) + 0.25
+    expected = float(flow.dloss_dT()) + 0.25
     used = temporal_step(flow, torch.optim.SGD([flow.end_time.T], lr=0.0))
     assert used[0] == pytest.approx(expected, rel=1e-5)
 

@@ -15,7 +15,7 @@ from toflow.config import load_config
 from toflow.models import CNF, EndTime, LinearField
 from toflow.solvers import Dopri5
 from toflow.trainers import mean_nll
-from toflow.trainers.animate import frames, write_gif
+from toflow.trainers.animation import frames, write_gif
 from toflow.trainers.reliability import CheckpointError
 
 SMALL = ["model.hidden=[16,16]", "data.batch_size=64", "data.test_size=200", "trainer.eval_every=3",

@@ -5,12 +5,24 @@
     flow = toflow.build_flow(cfg)
     summary = toflow.train(cfg)
     flow, cfg = toflow.load_flow(summary["log_dir"])
+
+The names below are imported when first used, so that ``import toflow`` (and every command's
+start-up) stays light until torch or Lightning is needed.
 """
 
-from .config import ConfigError, RunConfig, load_config
-from .models import build_flow
-from .trainers import train
-from .trainers.load import load_flow
+from importlib import import_module
+
+from .config import RunConfig, load_config
+from .errors import ConfigError
+
+_LAZY = {"build_flow": "toflow.config.components", "train": "toflow.trainers.train",
+         "load_flow": "toflow.trainers.load"}
 
 __all__ = ["ConfigError", "RunConfig", "build_flow", "load_config", "load_flow", "train"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'toflow' has no attribute {name!r}")

@@ -25,15 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import DataError
+
 IMAGE_SETS = ("mnist", "fashion_mnist", "cifar10", "digits")
 SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                "t10k-labels-idx1-ubyte")
-
-
-class DataError(RuntimeError):
-    """A data set could not be read. The message is one line and says what to do."""
 
 
 def image_shape(name: str, resize: int | None = None) -> tuple:
@@ -64,7 +62,7 @@ def origin(name: str, root: str | Path = "data") -> str:
 
 
 def _mnist_like(name: str, root: Path, train: bool) -> Tensor:
-    from torchvision import datasets
+    from torchvision import datasets  # torchvision only where an image set is read
 
     cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
     raw = root / cls.__name__ / "raw"
@@ -72,7 +70,7 @@ def _mnist_like(name: str, root: Path, train: bool) -> Tensor:
     sources = [raw] + ([DEBIAN_FASHION] if name == "fashion_mnist" else [])
     for source in sources:  # unpack gzip files lying in raw/ or Debian's folder, once
         if missing and all((source / f"{f}.gz").is_file() for f in missing):
-            from torchvision.datasets.utils import extract_archive
+            from torchvision.datasets.utils import extract_archive  # torchvision only where an image set is read
 
             try:
                 raw.mkdir(parents=True, exist_ok=True)
@@ -95,7 +93,7 @@ def _mnist_like(name: str, root: Path, train: bool) -> Tensor:
 
 
 def _cifar10(root: Path, train: bool) -> Tensor:
-    from torchvision import datasets
+    from torchvision import datasets  # torchvision only where an image set is read
 
     folder = root / "cifar-10-batches-py"
     if not folder.is_dir():
@@ -108,7 +106,7 @@ def _cifar10(root: Path, train: bool) -> Tensor:
 
 
 def _digits(train: bool) -> Tensor:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn only where the digits are read
 
     images = torch.from_numpy(load_digits().images.astype(np.uint8))[:, None]
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))

@@ -55,14 +55,16 @@ class DataSource:
         return ToyBatches(ToyStream(self.name, self._seed), batch_size, batches_done * batch_size, rank, world)
 
 
-DATA_SETS = TOY_SETS + IMAGE_SETS  # the names ``data.name`` takes
+def data_sets() -> tuple[str, ...]:
+    """The names ``data.name`` takes: the registered toy sets, then the image sets."""
+    return (*TOY_SETS, *IMAGE_SETS)
 
 
 def check_data(name: str, root: str = "data", batch_size: int = 512, test_size: int = 5000,
                resize: int | None = None, subset: int | None = None) -> None:
     """Refuse a data setting out of range (one line naming its key), before anything is read."""
-    if name not in DATA_SETS:
-        raise ValueError(f"data.name: '{name}' is not one of {', '.join(DATA_SETS)}")
+    if name not in data_sets():
+        raise ValueError(f"data.name: '{name}' is not one of {', '.join(data_sets())}")
     for key, value in (("batch_size", batch_size), ("test_size", test_size), ("resize", resize), ("subset", subset)):
         if value is not None and value <= 0 or value is None and key in ("batch_size", "test_size"):
             raise ValueError(f"data.{key}: must be positive, got {value}")

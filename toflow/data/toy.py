@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..registry import Registry
+
 CHUNK = 4096
-TOY_SETS = ("swissroll", "circles", "rings", "moons", "8gaussians", "pinwheel", "2spirals", "checkerboard")
+TOY_SETS = Registry("data.name")  # name -> generator(rng, n) -> (n, 2) array
 
 
 def _swissroll(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -86,26 +88,19 @@ def _checkerboard(rng: np.random.Generator, n: int) -> np.ndarray:
     return 2 * np.stack([x1, x2], 1)
 
 
-GENERATORS = {
-    "swissroll": _swissroll,
-    "circles": _circles,
-    "rings": _rings,
-    "moons": _moons,
-    "8gaussians": _eight_gaussians,
-    "pinwheel": _pinwheel,
-    "2spirals": _two_spirals,
-    "checkerboard": _checkerboard,
-}
+for _name, _generator in (("swissroll", _swissroll), ("circles", _circles), ("rings", _rings), ("moons", _moons),
+                         ("8gaussians", _eight_gaussians), ("pinwheel", _pinwheel), ("2spirals", _two_spirals),
+                         ("checkerboard", _checkerboard)):
+    TOY_SETS.register(_generator, name=_name)
 
 
 def _check(name: str) -> None:
-    if name not in GENERATORS:
-        raise ValueError(f"data.name: '{name}' is not one of {', '.join(TOY_SETS)}")
+    TOY_SETS[name]  # refuses an unregistered name
 
 
 def _chunk(name: str, seed: int, index: int) -> np.ndarray:
     rng = np.random.default_rng([zlib.crc32(name.encode()), seed, index])
-    return GENERATORS[name](rng, CHUNK)
+    return TOY_SETS[name](rng, CHUNK)
 
 
 class ToyStream:
@@ -142,7 +137,7 @@ def toy_test_set(name: str, size: int = 5000) -> Tensor:
     """The fixed held-out set of ``name``: the same for every run seed, disjoint from training streams."""
     _check(name)
     rng = np.random.default_rng([zlib.crc32(b"test:" + name.encode())])
-    return torch.from_numpy(GENERATORS[name](rng, size).astype(np.float32))
+    return torch.from_numpy(TOY_SETS[name](rng, size).astype(np.float32))
 
 
 def toy_sample(name: str, n: int, seed: int = 0) -> Tensor:

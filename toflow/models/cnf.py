@@ -61,17 +61,44 @@ class Flow(nn.Module):
     latent_shape: tuple
 
     def transform(self, x: Tensor) -> FlowOutput:
+        r"""Data to noise, with the log-determinant and the regularisers' integrals (eq. 2-4).
+
+        .. math:: z = z(T), \quad \log\det = \int_{t_0}^{T} \mathrm{Tr}\,\frac{\partial f}{\partial z}\,dt
+
+        Args:
+            x: A batch, shape ``(B, *event_shape)``.
+
+        Returns:
+            :class:`FlowOutput`: ``z``, shape ``(B, *latent_shape)``; ``log_det``, shape ``(B,)``;
+            ``regularization``, each regulariser's integral by name, shape ``(B,)``.
+        """
         raise NotImplementedError
 
     def inverse(self, z: Tensor, fraction: float = 1.0) -> Tensor:
-        """z -> x; with ``fraction`` < 1 each block integrates only that share of its way back,
-        from T to T - fraction (T - t0) (the flow part-way, for pictures of it moving)."""
+        """Noise to data: each block integrates dz/dt = f from T back to t0.
+
+        Args:
+            z: Latents, shape ``(B, *latent_shape)``.
+            fraction: The share of each block's way back, from T to T - fraction (T - t0) (the
+                flow part-way, for pictures of it moving); 1 goes all the way.
+
+        Returns:
+            The data, shape ``(B, *event_shape)``.
+        """
         raise NotImplementedError
 
     def blocks(self) -> list["CNF"]:
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(z, log_det)`` of :meth:`transform`, without the regularisers' integrals.
+
+        Args:
+            x: A batch, shape ``(B, *event_shape)``.
+
+        Returns:
+            z, shape ``(B, *latent_shape)``, and the log-determinant, shape ``(B,)``.
+        """
         z, log_det, _ = self.transform(x)
         return z, log_det
 
@@ -80,14 +107,35 @@ class Flow(nn.Module):
         return x
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """log p(x) in nats, one value per sample."""
+        r"""The log-density of each sample, in nats (eq. 4).
+
+        .. math:: \log p(x) = \log \mathcal{N}(z(T); 0, I) + \int_{t_0}^{T} \mathrm{Tr}\,\partial_z f\,dt
+
+        In evaluation mode (``flow.eval()``) the solve holds every sample's z and log-density to
+        the evaluation tolerances.
+
+        Args:
+            x: A batch, shape ``(B, *event_shape)``.
+
+        Returns:
+            log p(x), shape ``(B,)``.
+        """
         z, log_det = self(x)
         return standard_normal_logprob(z) + log_det
 
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
                fraction: float = 1.0) -> Tensor:
-        """n samples: z ~ N(0, temperature^2 I) mapped back to data space (``fraction``: part-way,
-        see :meth:`inverse`)."""
+        """Samples: z ~ N(0, temperature^2 I) mapped back to data space by :meth:`inverse`.
+
+        Args:
+            n: How many.
+            temperature: The noise's standard deviation (1: the model itself).
+            generator: Where z is drawn from (default: torch's global stream).
+            fraction: Part of the way back only (see :meth:`inverse`).
+
+        Returns:
+            The samples, shape ``(n, *event_shape)``.
+        """
         ref = self.end_times()[0].T
         z = torch.randn((n, *self.latent_shape), dtype=ref.dtype, device=ref.device, generator=generator)
         return self.inverse(temperature * z) if fraction == 1.0 else self.inverse(temperature * z, fraction)
@@ -177,7 +225,7 @@ class CNFDynamics(nn.Module):
         """Count the following evaluations as ``phase`` (``forward`` or ``backward``)."""
         self.phase = phase
 
-    def forward(self, t: Tensor, state: Tensor, args=None) -> Tensor:
+    def forward(self, t: Tensor, state: Tensor, args=None) -> Tensor:  # torchdyn's DEFunc passes ``args``
         self.nfe[self.phase] += 1
         if self.compile:
             if not self.tangents:
@@ -230,13 +278,29 @@ class CNFDynamics(nn.Module):
 
 
 class CNF(Flow):
-    """One CNF block: a vector field, its :class:`EndTime` (default: fixed, T = 0.5) and a solver.
+    """One CNF block: a vector field integrated from t0 to its end time T (eq. 2-4).
 
     ``forward(x)`` returns ``(z, log_det)`` with ``log_det = int Tr(df/dz) dt`` (so
     ``log p(x) = log N(z) + log_det``); ``log_prob``, ``sample`` and ``inverse`` follow.
-    ``trace``: ``exact`` (one tangent or vector-Jacobian product per dimension),
-    ``hutchinson`` (one, with a Rademacher or Gaussian ``probe`` fixed within a solve) or
-    ``auto``; ``divergence`` (how the trace is taken) and ``compile``: see :class:`CNFDynamics`.
+
+    Args:
+        field: The vector field f(t, z), a module; ``field.dim`` gives the event shape of a 1-D one.
+        end_time: Its :class:`EndTime` (default: fixed, t0 = 0, T = 0.5).
+        solver: A :class:`~toflow.solvers.Solver` (default: dopri5 at 1e-5).
+        regularizers: Spatial regularisers, whose integrals ride in the state.
+        trace: ``exact`` (one tangent or vector-Jacobian product per dimension), ``hutchinson``
+            (one, with a ``probe`` fixed within a solve), ``auto`` (exact up to dimension 8), or
+            an estimator.
+        probe: Hutchinson's probe distribution, a name in :data:`~toflow.models.PROBES`.
+        event_shape: The shape of one sample (default ``(field.dim,)``).
+        name: How errors name the block.
+        divergence: How the trace is taken (see :class:`CNFDynamics`).
+        compile: Evaluate the dynamics through ``torch.compile`` (see :class:`CNFDynamics`).
+
+    Example:
+        >>> flow = CNF(ConcatSquashMLP(2, (64, 64)), EndTime(0.0, 0.5, "toflow"))
+        >>> flow.log_prob(torch.randn(8, 2)).shape
+        torch.Size([8])
     """
 
     def __init__(self, field: nn.Module, end_time: EndTime | None = None, solver: Solver | None = None,
@@ -250,8 +314,25 @@ class CNF(Flow):
         self.solver = solver if solver is not None else Dopri5()
         self.trace = make_trace(trace, math.prod(event_shape), probe) if isinstance(trace, str) else trace
         self.dynamics = CNFDynamics(field, self.trace, event_shape, regularizers, divergence, compile)
-        self.ode = self.solver.build(self.dynamics)
         self.event_shape = self.latent_shape = event_shape
+
+    @property
+    def ode(self):
+        """The block's torchdyn ``NeuralODE`` shell, running its solver
+        (:class:`~toflow.solvers.FlowODE`), made at its first use and kept out of the module tree
+        (it holds :attr:`dynamics`, whose parameters are the block's): torchdyn's model layer
+        imports Lightning, which building a flow to check a config need not load."""
+        shell = self.__dict__.get("_ode")
+        if shell is None:
+            shell = self.__dict__["_ode"] = self.solver.build(self.dynamics)
+        if shell.training != self.training:  # outside the tree, it follows the block's mode here
+            shell.train(self.training)
+        return shell
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for key in [key for key in state_dict if key.startswith(prefix + "ode.")]:
+            del state_dict[key]  # the shell's copy of ``dynamics``, in checkpoints that kept it in the tree
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def field(self) -> nn.Module:
@@ -259,7 +340,9 @@ class CNF(Flow):
 
     def use_solver(self, solver: Solver) -> None:
         """Integrate with ``solver`` from now on (e.g. tighter tolerances for a check)."""
-        self.solver = self.ode.solver = solver
+        self.solver = solver
+        if "_ode" in self.__dict__:
+            self.ode.solver = solver
 
     def blocks(self) -> list["CNF"]:
         return [self]
@@ -302,8 +385,8 @@ class CNF(Flow):
         return self.ode.integrate(field, z.reshape(shape[0], -1), t_span).reshape(shape)
 
     # ---------------------------------------------------------------- end time
-    def time_grad(self) -> Tensor:
-        """dL/dT of the last training solve, as the end time takes it (``EndTime.solve_grad``).
+    def dloss_dT(self) -> Tensor:
+        """dL/dT of the last training solve, as the end time takes it (``EndTime.dloss_dT``).
 
         With ``grad="after_step"``: at z(T) with the current weights (eq. 12-13),
         a(T) . v(T) from the block's :attr:`EndTime.record`.
@@ -313,4 +396,4 @@ class CNF(Flow):
         evaluation for an adaptive solver (a fixed grid's takes one solve), counted as forward NFE.
         """
         self.dynamics.begin("forward")
-        return self.end_time.solve_grad()
+        return self.end_time.dloss_dT()

@@ -15,7 +15,8 @@ Either way the estimator returns one trace per sample and a dict of the Jacobian
 quantities asked for in ``wants`` (those it ``provides`` on that way), computed from the
 same products: the spatial regularisers read them (:mod:`toflow.regularizers.spatial`).
 
-``TRACES`` and ``PROBES`` are the names a config may give (``model.trace``, ``model.probe``).
+The registries :data:`TRACES` and :data:`PROBES` hold the names a config may give
+(``model.trace``, ``model.probe``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..registry import Registry
 
+TRACES = Registry("model.trace")  # name -> trace estimator class
+PROBES = Registry("model.probe")  # name -> probe(like, generator) -> a draw of like's shape
+
+
+@TRACES.register
 class ExactTrace:
     """Tr(J) = sum_i (e_i^T J)_i: one vector-Jacobian product (or tangent) per dimension
     (FFJORD's brute force).
@@ -55,7 +62,19 @@ class ExactTrace:
         return trace, quantities
 
     def __call__(self, dz: Tensor, z: Tensor, probe: Tensor | None, create_graph: bool,
-                 wants=()) -> tuple[Tensor, dict]:
+                 wants: tuple = ()) -> tuple[Tensor, dict]:
+        r"""The trace by vector-Jacobian products, :math:`\mathrm{Tr}\,J = \sum_i (e_i^T J)_i`.
+
+        Args:
+            dz: f(z, t), computed from ``z`` with its graph kept, shape ``(B, *shape)``.
+            z: The state, shape ``(B, *shape)``.
+            probe: Unused by the exact trace (None).
+            create_graph: Keep the products' graph, for gradients through them.
+            wants: The Jacobian quantities to return beside the trace.
+
+        Returns:
+            The trace, shape ``(B,)``, and the quantities asked for by name.
+        """
         dz_flat = dz.flatten(1)
         trace = torch.zeros(dz.shape[0], dtype=dz.dtype, device=dz.device)
         frobenius_sq = torch.zeros_like(trace) if "frobenius_sq" in wants else None
@@ -72,14 +91,26 @@ class ExactTrace:
         return trace, {key: value for key, value in quantities.items() if key in wants}
 
 
-PROBES = ("rademacher", "gaussian")
+@PROBES.register(name="rademacher")
+def rademacher(like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Entries +-1 with equal probability (the lower-variance default)."""
+    bits = torch.randint(0, 2, like.shape, device=like.device, generator=generator)
+    return bits.to(like.dtype) * 2 - 1
 
 
+@PROBES.register(name="gaussian")
+def gaussian(like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Standard normal entries."""
+    return torch.randn(like.shape, dtype=like.dtype, device=like.device, generator=generator)
+
+
+@TRACES.register
 class HutchinsonTrace:
     """Tr(J) ~ e^T J e with E[e e^T] = I (Hutchinson): one vector-Jacobian product.
 
-    ``distribution`` is ``"rademacher"`` (entries +-1, the lower-variance default) or
-    ``"gaussian"``. The probe ``e`` is drawn once per solve (:meth:`sample_probe`) and held
+    ``distribution`` names a registered probe (:data:`PROBES`): ``"rademacher"`` (entries +-1,
+    the lower-variance default) or ``"gaussian"``. The probe ``e`` is drawn once per solve
+    (:meth:`sample_probe`) and held
     fixed while the solver integrates, so the estimate is a smooth function of time.
     The same product gives ||J||_F^2 ~ ||e^T J||^2 (unbiased: E[J^T e e^T J] = J^T J); by
     forward tangents, J e gives e . J e and ||J e||^2, as unbiased.
@@ -99,18 +130,27 @@ class HutchinsonTrace:
         return _with_probe(jv[0], tangents[0], "jvp", wants)
 
     def __init__(self, distribution: str = "rademacher"):
-        if distribution not in PROBES:
-            raise ValueError(f"model.probe: '{distribution}' is not one of {', '.join(PROBES)}")
+        self.draw = PROBES[distribution]  # refuses an unregistered probe
         self.distribution = distribution
 
     def sample_probe(self, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        if self.distribution == "gaussian":
-            return torch.randn(like.shape, dtype=like.dtype, device=like.device, generator=generator)
-        bits = torch.randint(0, 2, like.shape, device=like.device, generator=generator)
-        return bits.to(like.dtype) * 2 - 1
+        """One probe of ``like``'s shape, dtype and device, for one solve."""
+        return self.draw(like, generator)
 
     def __call__(self, dz: Tensor, z: Tensor, probe: Tensor | None, create_graph: bool,
-                 wants=()) -> tuple[Tensor, dict]:
+                 wants: tuple = ()) -> tuple[Tensor, dict]:
+        r"""Hutchinson's estimate :math:`\mathrm{Tr}\,J \approx e^T J e` by one vector-Jacobian product.
+
+        Args:
+            dz: f(z, t), computed from ``z`` with its graph kept, shape ``(B, *shape)``.
+            z: The state, shape ``(B, *shape)``.
+            probe: This solve's probe e, shape ``(B, *shape)``.
+            create_graph: Keep the product's graph, for gradients through it.
+            wants: The Jacobian quantities to return beside the trace.
+
+        Returns:
+            The estimate, shape ``(B,)``, and the quantities asked for by name.
+        """
         e_J = torch.autograd.grad(dz, z, _drawn(probe), create_graph=create_graph, retain_graph=True)[0]
         return _with_probe(e_J, probe, "vjp", wants)
 
@@ -129,19 +169,28 @@ def _with_probe(product: Tensor, probe: Tensor, name: str, wants) -> tuple[Tenso
     return (product * probe).flatten(1).sum(1), quantities
 
 
-TRACES = {"exact": ExactTrace, "hutchinson": HutchinsonTrace}
 AUTO_EXACT_UP_TO = 8  # ``auto``: the exact trace up to this dimension, Hutchinson's above
 
 
 def make_trace(kind: str, dim: int, probe: str | None = None):
-    """``exact``, ``hutchinson`` or ``auto`` (exact for dim <= 8, as the divergence is cheap there).
-    ``probe`` (Hutchinson's distribution, default rademacher) is refused for the exact trace."""
+    """A trace estimator by name.
+
+    Args:
+        kind: A name in :data:`TRACES`, or ``auto`` (exact up to dimension 8, where the divergence
+            is cheap, Hutchinson's above).
+        dim: The data's dimension.
+        probe: Hutchinson's probe distribution (default rademacher); refused by the exact trace.
+
+    Returns:
+        The estimator.
+    """
     if kind == "auto":
         kind = "exact" if dim <= AUTO_EXACT_UP_TO else "hutchinson"
     if kind not in TRACES:
-        raise ValueError(f"model.trace: '{kind}' is not one of auto, {', '.join(TRACES)}")
-    if kind == "exact":
+        raise ValueError(TRACES.unknown(kind, also=("auto",)))
+    trace = TRACES[kind]
+    if not trace.needs_probe:
         if probe is not None:
-            raise ValueError(f"model.probe: not used by the exact trace (dimension {dim})")
-        return ExactTrace()
-    return HutchinsonTrace(probe or "rademacher")
+            raise ValueError(f"model.probe: not used by the {kind} trace (dimension {dim})")
+        return trace()
+    return trace(probe or "rademacher")

@@ -17,23 +17,21 @@ Where TO-FLOW's dL/dT comes from (``grad``):
   :attr:`EndTime.record` (T, then a(T) on the backward pass); the T step reads it.
 - ``same_pass``: from the backward pass that gives the weights' gradient.
 
-(``alternating`` and ``joint`` are the former spellings of these two.)
-
 t0 is a constant: the paper fixes it (sec. 3), and its gradient is never needed.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from ..registry import Registry
 from ..solvers import EndTimeRecord
 
-GRADS = ("after_step", "same_pass")
-FORMER_GRADS = {"alternating": "after_step", "joint": "same_pass"}
+TIME_MODES = Registry("time.mode")  # name -> TimeMode subclass
+GRAD_SOURCES = ("after_step", "same_pass")  # where TO-FLOW's dL/dT comes from (``time.grad``)
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ class TemporalRegularization:
     def __call__(self, T: Tensor) -> Tensor:
         return self.alpha * T.abs()
 
-    def grad(self, T: Tensor) -> Tensor:
+    def derivative(self, T: Tensor) -> Tensor:
         return self.alpha * torch.sign(T.detach())
 
 
@@ -57,7 +55,7 @@ class TimeMode:
     """What a mode does with T: who trains it (``trained_by``: None, the weights' optimizer
     ``"weights"``, or its own optimizer in the T step ``"own"``), and, for a mode that draws
     T for each training solve (``draws``), :meth:`draw`. A new mode is a subclass and one
-    :func:`register_time_mode` line."""
+    ``TIME_MODES.register`` line."""
 
     name = "fixed"
     trained_by: str | None = None
@@ -68,10 +66,19 @@ class TimeMode:
         raise NotImplementedError
 
 
+@TIME_MODES.register
+class Fixed(TimeMode):
+    """T = T0 throughout (FFJORD with a fixed time)."""
+
+
+@TIME_MODES.register
 class Joint(TimeMode):
+    """T trained by the weights' optimizer (FFJORD's ``train_T``)."""
+
     name, trained_by = "joint", "weights"
 
 
+@TIME_MODES.register
 class Steer(TimeMode):
     """T ~ U[t0 + eps, 2 T0 - t0 - eps] for each training solve, from the end time's own generator."""
 
@@ -82,44 +89,39 @@ class Steer(TimeMode):
         return lo + (hi - lo) * float(torch.rand((), generator=end_time.generator, dtype=torch.float64))
 
 
+@TIME_MODES.register
 class ToFlow(TimeMode):
+    """T with its own optimizer, stepped after the weights (TO-FLOW)."""
+
     name, trained_by = "toflow", "own"
 
 
-TIME_MODES: dict[str, TimeMode] = {}
-
-
-def register_time_mode(mode: TimeMode) -> TimeMode:
-    """Make ``mode`` available as ``time.mode: <mode.name>``."""
-    TIME_MODES[mode.name] = mode
-    return mode
-
-
-for _mode in (TimeMode(), Joint(), Steer(), ToFlow()):
-    register_time_mode(_mode)
-
-
-def grad_name(grad: str) -> str:
-    """``grad`` in its current spelling; a former one is accepted with a deprecation notice."""
-    if grad in FORMER_GRADS:
-        warnings.warn(f"time.grad: '{grad}' is now spelt '{FORMER_GRADS[grad]}'; the old name goes in the next "
-                      "release", FutureWarning, stacklevel=4)
-        return FORMER_GRADS[grad]
-    if grad not in GRADS:
-        raise ValueError(f"time.grad: '{grad}' is not one of {', '.join(GRADS)}")
-    return grad
-
-
 class EndTime(nn.Module):
-    """T of one block. ``mode`` (a name in :data:`TIME_MODES`), ``lr``, ``alpha``, ``eps`` and
-    ``grad`` as above; ``seed`` seeds a drawing mode's generator. Built by hand it is fixed;
-    a config's ``time`` section builds it with its own fields."""
+    r"""The end time T of one block, its interval [t0, T], and how T is trained (see the module).
+
+    TO-FLOW's T step uses dL/dT + alpha sign(T) (eq. 12-16), then clips T into
+
+    .. math:: [t_0 + \epsilon,\; 2 T_0 - t_0 - \epsilon] \quad \text{(eq. 17)}
+
+    Built by hand it is fixed; a config's ``time`` section builds it with its own fields.
+
+    Args:
+        t0: The start time (a constant, as in the paper).
+        T0: The initial end time, and the centre of the clip interval.
+        mode: A name in :data:`TIME_MODES`: ``fixed``, ``joint``, ``steer``, ``toflow``.
+        lr: The learning rate of T's own Adam (``toflow``).
+        alpha: The temporal regularisation alpha |T| (eq. 15).
+        eps: The clip margin; it must leave [t0 + eps, 2 T0 - t0 - eps] non-empty.
+        grad: Where dL/dT comes from: ``after_step`` or ``same_pass``.
+        seed: Seeds a drawing mode's generator (``steer``).
+    """
 
     def __init__(self, t0: float = 0.0, T0: float = 0.5, mode: str = "fixed", lr: float = 1e-2, alpha: float = 0.1,
                  eps: float = 0.1, grad: str = "after_step", seed: int = 0):
         super().__init__()
-        if mode not in TIME_MODES:
-            raise ValueError(f"time.mode: '{mode}' is not one of {', '.join(TIME_MODES)}")
+        self.kind = TIME_MODES[mode]()  # refuses an unregistered mode
+        if grad not in GRAD_SOURCES:
+            raise ValueError(f"time.grad: '{grad}' is not one of {', '.join(GRAD_SOURCES)}")
         if T0 <= t0:
             raise ValueError(f"time.T0: must exceed time.t0 = {t0}, got {T0}")
         if eps < 0 or eps >= T0 - t0:
@@ -128,7 +130,7 @@ class EndTime(nn.Module):
         if not lr > 0:
             raise ValueError(f"time.lr: must be positive, got {lr}")
         self.mode, self.T0, self.eps, self.lr = mode, float(T0), float(eps), float(lr)
-        self.grad = grad
+        self.grad_source = grad
         self.tr = TemporalRegularization(float(alpha))
         self.register_buffer("t0", torch.tensor(float(t0)))
         self.T = nn.Parameter(torch.tensor(float(T0)), requires_grad=self.kind.trained_by is not None)
@@ -136,23 +138,10 @@ class EndTime(nn.Module):
         self.record: EndTimeRecord | None = None  # the last training solve's, for the T step after it
 
     @property
-    def grad(self) -> str:
-        return self._grad
-
-    @grad.setter
-    def grad(self, value: str) -> None:
-        self._grad = grad_name(value)
-
-    @property
     def bounds(self) -> tuple[float, float]:
         """The clip interval [t0 + eps, 2 T0 - t0 - eps] of eq. 17, centred on T0."""
         t0 = float(self.t0)
         return t0 + self.eps, 2 * self.T0 - t0 - self.eps
-
-    @property
-    def kind(self) -> TimeMode:
-        """The registered :class:`TimeMode` named by :attr:`mode`."""
-        return TIME_MODES[self.mode]
 
     @property
     def trained_by_weights_optimizer(self) -> bool:
@@ -165,12 +154,12 @@ class EndTime(nn.Module):
     @property
     def grad_from_solve(self) -> bool:
         """Whether the backward pass of the solve gives dL/dT (joint, or toflow with same_pass)."""
-        return self.trained_by_weights_optimizer or (self.has_own_optimizer and self.grad == "same_pass")
+        return self.trained_by_weights_optimizer or (self.has_own_optimizer and self.grad_source == "same_pass")
 
     @property
     def stepped_after_solve(self) -> bool:
         """Whether the T step takes dL/dT after the weights step (toflow with after_step)."""
-        return self.has_own_optimizer and self.grad == "after_step"
+        return self.has_own_optimizer and self.grad_source == "after_step"
 
     # ---------------------------------------------------------------- the solve's interval
     def end(self, differentiable: bool | None = None) -> Tensor:
@@ -183,8 +172,15 @@ class EndTime(nn.Module):
         return self.T if differentiable and self.T.requires_grad else self.T.detach()
 
     def t_span(self, differentiable: bool | None = None) -> Tensor:
-        """[t0, T]. T carries its gradient where the solve gives dL/dT (:attr:`grad_from_solve`)
-        or where ``differentiable`` asks for it."""
+        """[t0, T] for the next solve.
+
+        Args:
+            differentiable: Whether T carries its gradient (default: where the solve gives
+                dL/dT, :attr:`grad_from_solve`).
+
+        Returns:
+            The two times, shape ``(2,)``.
+        """
         return torch.stack([self.t0.to(self.T.dtype), self.end(differentiable)])
 
     def new_record(self) -> EndTimeRecord | None:
@@ -193,13 +189,13 @@ class EndTime(nn.Module):
         return self.record
 
     # ---------------------------------------------------------------- the T step's pieces
-    def solve_grad(self) -> Tensor:
+    def dloss_dT(self) -> Tensor:
         """dL/dT of the last training solve, as the mode takes it: a(T) . v(T) with the current
         weights (after_step) or the gradient the backward pass left on T (same_pass)."""
         if self.stepped_after_solve:
             if self.record is None:
                 raise RuntimeError("time.grad=after_step: no training solve of this block has been recorded")
-            return self.record.grad()
+            return self.record.dloss_dT()
         return self.T.grad if self.T.grad is not None else torch.zeros_like(self.T)
 
     @property
@@ -210,9 +206,9 @@ class EndTime(nn.Module):
         """TR(T) = alpha |T| (eq. 15)."""
         return self.tr(self.T)
 
-    def regularization_grad(self) -> Tensor:
+    def dregularization_dT(self) -> Tensor:
         """d TR / dT = alpha sign(T)."""
-        return self.tr.grad(self.T)
+        return self.tr.derivative(self.T)
 
     @torch.no_grad()
     def clip_(self) -> None:
@@ -228,5 +224,5 @@ class EndTime(nn.Module):
 
     def extra_repr(self) -> str:
         lo, hi = self.bounds
-        return (f"mode={self.mode}, grad={self.grad}, T={float(self.T.detach()):.4f}, T0={self.T0}, "
+        return (f"mode={self.mode}, grad={self.grad_source}, T={float(self.T.detach()):.4f}, T0={self.T0}, "
                 f"clip=[{lo:g}, {hi:g}], alpha={self.alpha}")

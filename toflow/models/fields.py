@@ -15,13 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ACTIVATIONS = {
-    "tanh": nn.Tanh,
-    "softplus": nn.Softplus,
-    "elu": nn.ELU,
-    "relu": nn.ReLU,
-    "swish": nn.SiLU,
-}
+from ..registry import Registry
+
+ACTIVATIONS = Registry("model.activation")  # name -> nn.Module class
+for _name, _activation in (("tanh", nn.Tanh), ("softplus", nn.Softplus), ("elu", nn.ELU), ("relu", nn.ReLU),
+                           ("swish", nn.SiLU)):
+    ACTIVATIONS.register(_activation, name=_name)
 
 # d act / dx from the input x and the output y, as autograd's backward formulas take it
 DERIVATIVES = {
@@ -34,10 +33,8 @@ DERIVATIVES = {
 
 
 def make_activation(name: str) -> nn.Module:
-    try:
-        return ACTIVATIONS[name]()
-    except KeyError:
-        raise ValueError(f"model.activation: '{name}' is not one of {', '.join(ACTIVATIONS)}") from None
+    """A new module of the registered activation ``name``."""
+    return ACTIVATIONS[name]()
 
 
 def layer_widths(io: int, hidden: Sequence[int]) -> list:

@@ -2,7 +2,8 @@
 
 Each is an integral over the trajectory, int_{t0}^{T} g(z(t), t) dt, carried by the
 solver as one more column of the augmented state (inside the error norm unless
-``solver.control: state``), averaged over the batch and added to the loss with its coefficient. Normalisation (RNODE's): per
+``solver.control: state``), averaged over the batch and added to the loss with its coefficient.
+Normalisation (RNODE's): per
 dimension of z, so a coefficient means the same at any data dimension D.
 
 The protocol: a regulariser is a :class:`Regularizer` with a ``name`` (its config key,
@@ -17,16 +18,17 @@ lists it in ``needs``:
 - ``jvp``: J e, by forward tangents, or ``vjp``: e^T J, by vector-Jacobian products, for
   the Hutchinson probe e, which is ``ev.probe`` (Hutchinson only).
 
-A new regulariser is one class and one :func:`register_regularizer` line.
+A new regulariser is one class and one ``REGULARIZERS.register`` line.
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
 from torch import Tensor
+
+from ..registry import Registry
 
 
 @dataclass
@@ -56,16 +58,10 @@ class Regularizer:
         raise NotImplementedError
 
 
-REGULARIZERS: dict[str, type] = {}
+REGULARIZERS = Registry("regularizers", keyed=True)  # name (the config key regularizers.<name>) -> Regularizer class
 
 
-def register_regularizer(cls: type) -> type:
-    """Make ``cls`` available as the config key ``regularizers.<cls.name>`` (usable as a decorator)."""
-    REGULARIZERS[cls.name] = cls
-    return cls
-
-
-@register_regularizer
+@REGULARIZERS.register
 @dataclass(frozen=True)
 class KineticEnergy(Regularizer):
     """Kinetic energy / optimal-transport cost (eq. 5): g = 0.5 * ||f(z, t)||^2 / D.
@@ -79,7 +75,7 @@ class KineticEnergy(Regularizer):
         return 0.5 * ev.f.flatten(1).pow(2).mean(1)
 
 
-@register_regularizer
+@REGULARIZERS.register
 @dataclass(frozen=True)
 class JacobianFrobenius(Regularizer):
     """Jacobian Frobenius norm: g = ||df/dz||_F^2 / D.
@@ -97,15 +93,18 @@ class JacobianFrobenius(Regularizer):
 
 
 def build_regularizers(**coefficients: float) -> list:
-    """The registered regularisers with a positive coefficient, e.g. ``kinetic=0.01``."""
+    """The registered regularisers with a positive coefficient.
+
+    Args:
+        **coefficients: ``name=coefficient`` for each, e.g. ``kinetic=0.01`` (the config's
+            ``regularizers`` section); a zero coefficient is checked and left out.
+
+    Returns:
+        The regularisers, in the order given.
+    """
     out = []
     for name, coef in coefficients.items():
-        if name not in REGULARIZERS:
-            close = difflib.get_close_matches(name, REGULARIZERS, n=1)
-            hint = f" (did you mean 'regularizers.{close[0]}'?)" if close else ""
-            raise ValueError(f"regularizers.{name}: unknown{hint}; one of {', '.join(REGULARIZERS)}")
+        regularizer = REGULARIZERS[name](coef)  # refuses an unregistered name, checks the value
         if coef:
-            out.append(REGULARIZERS[name](coef))
-        else:
-            REGULARIZERS[name](coef)  # still checks the value
+            out.append(regularizer)
     return out

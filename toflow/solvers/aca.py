@@ -10,12 +10,10 @@ equals autograd through the same accepted steps; memory holds one state per step
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from .base import Solver
+from .base import own_gradient_solver
 from .control import Tolerance
 from .integrators import AdaptiveDopri5
 from .steps import at, dopri5_step
@@ -60,10 +58,5 @@ def solve_aca(f, y0: Tensor, t0: Tensor, t1: Tensor, params, tol: Tolerance, max
     return y1, (f1 if f1.numel() else None)
 
 
-@dataclass(frozen=True)
-class ACA(Solver):
-    """Adaptive checkpoint adjoint over dopri5 (its own gradient method: ``sensitivity`` unused)."""
-
-    name = "aca"
-    integrator_type = AdaptiveDopri5
-    method = staticmethod(solve_aca)
+ACA = own_gradient_solver("aca", AdaptiveDopri5, solve_aca,
+                          "Adaptive checkpoint adjoint over dopri5 (its own gradient method).")

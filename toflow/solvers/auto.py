@@ -36,15 +36,16 @@ class Footprint:
     evaluations: int | None = None
     bytes_per_evaluation: dict = field(default_factory=dict)  # state shape -> b
     state_bytes: int = 0
-    method: str | None = None  # the one its last solve took
+    sensitivity: str | None = None  # the gradient method its last training solve took
 
     def state_dict(self) -> dict:
         """Plain values, for a checkpoint: a resumed run chooses as the uninterrupted one would."""
-        return {"evaluations": self.evaluations, "state_bytes": self.state_bytes, "method": self.method,
+        return {"evaluations": self.evaluations, "state_bytes": self.state_bytes, "sensitivity": self.sensitivity,
                 "bytes_per_evaluation": [[list(shape), b] for shape, b in self.bytes_per_evaluation.items()]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.evaluations, self.state_bytes, self.method = state["evaluations"], state["state_bytes"], state["method"]
+        self.evaluations, self.state_bytes = state["evaluations"], state["state_bytes"]
+        self.sensitivity = state["sensitivity"]
         self.bytes_per_evaluation = {tuple(shape): b for shape, b in state["bytes_per_evaluation"]}
 
     def memory(self, method: str, shape: tuple) -> float:

@@ -16,27 +16,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-from .control import NonFiniteError, SolverError, Tolerance
-from .end_time_grad import Derivative, EndTimeRecord, along, attach_end_time, end_time_grad, field_at_end
+from ..registry import Registry
 from . import auto
+from .control import NonFiniteError, SolverError, Tolerance
+from .end_time_grad import Derivative, EndTimeRecord, along, attach_end_time, dloss_dT, field_at_end
 from .sensitivity import solve_adjoint, solve_autograd
+from .steps import Field
 
-__all__ = ["CONTROLS", "NonFiniteError", "Solver", "SolverError", "WithSensitivity"]
+__all__ = ["CONTROLS", "NonFiniteError", "SOLVERS", "Solver", "SolverError", "WithSensitivity"]
+
+SOLVERS = Registry("solver.name", settings="solver")  # every solver, by ``solver.name``
 
 CONTROLS = ("all", "state")  # what the training error norm sees: the integrals too, or the state alone
 
 
 def _continuous_derivative(f, t1: float, y1: Tensor, adjoint: Tensor) -> Tensor:
-    return end_time_grad(adjoint, field_at_end(f, t1, y1))
+    return dloss_dT(adjoint, field_at_end(f, t1, y1))
 
 
 @dataclass(frozen=True)
 class Solver:
-    """Settings shared by the solvers.
+    """Settings shared by the solvers, and the solve every solver runs (see :meth:`solve`).
 
     ``atol``/``rtol``: tolerances of adaptive solvers in training; ``test_atol``/``test_rtol``
     in evaluation (None: the training ones). ``control``: what the training error norm sees,
@@ -55,7 +60,7 @@ class Solver:
 
     name = "solver"
     integrator_type = None  # the class of an adaptive solver's integrator
-    method = None  # its gradient method, method(f, y0, t0, t1, params, tol, max_steps) -> (y1, f1)
+    gradient_function = None  # gradient_function(f, y0, t0, t1, params, tol, max_steps) -> (y1, f1)
 
     def __post_init__(self):
         for key in ("atol", "rtol", "test_atol", "test_rtol"):
@@ -91,36 +96,88 @@ class Solver:
     def gradient_method(self, f, y0: Tensor, t0: Tensor, t1: Tensor, params: tuple, tol: Tolerance):
         """``(y1, f1)``: y(t1) with gradients for y0 and ``params``, t1 held constant; f1 = F(y1, t1)
         where it came for free, else None."""
-        return type(self).method(f, y0, t0, t1, params, tol, self.max_steps)
+        return type(self).gradient_function(f, y0, t0, t1, params, tol, self.max_steps)
 
-    def end_time_derivative(self, f, y0: Tensor, t0: float, t1: float, y1: Tensor, f1: Tensor | None = None,
-                            now: bool = False) -> Derivative:
-        """a(T) -> a(T) . v(T), v(T) = dy(T)/dT: here F(y(T), T), taken from ``f1`` when given,
-        evaluated ``now`` (in the forward pass) if asked, else when the derivative is called,
-        with the weights of that moment."""
-        if f1 is None and now:
-            f1 = field_at_end(f, t1, y1)
-        return along(f1.detach()) if f1 is not None else partial(_continuous_derivative, f, t1, y1.detach())
+    def end_time_derivative(self, f, y0: Tensor, t0: float, t1: float, y1: Tensor) -> Derivative:
+        """a(T) -> a(T) . v(T), v(T) = dy(T)/dT: here F(y(T), T), evaluated when the derivative is
+        called, with the weights of that moment (after the weights step, eq. 12-13)."""
+        return partial(_continuous_derivative, f, t1, y1.detach())
 
-    def solve(self, f, y0: Tensor, t0: Tensor, t1: Tensor, params: tuple, tol: Tolerance,
+    def _derivative_now(self, f, y0: Tensor, t0: float, t1: float, y1: Tensor, f1: Tensor | None) -> Derivative:
+        """The same with the weights of now, for this solve's own backward pass: v(T) from ``f1``
+        (dopri5's last stage) or one evaluation now. A fixed grid's discrete derivative is the same
+        whenever it is taken, as the weights do not move before the backward pass."""
+        if not self.integrator.adaptive:
+            return self.end_time_derivative(f, y0, t0, t1, y1)
+        return along(field_at_end(f, t1, y1) if f1 is None else f1.detach())
+
+    def solve(self, f: Field, y0: Tensor, t0: Tensor, t1: Tensor, params: tuple, tol: Tolerance,
               record: EndTimeRecord | None = None) -> Tensor:
-        """y(t1) from y(t0) = y0, with gradients for y0, ``params`` and t1; ``record`` (for the
-        after-step T step) receives T, a(T) and the end-time derivative."""
+        r"""The solution at t1 of dy/dt = f(t, y), y(t0) = y0, with gradients for y0, ``params`` and t1.
+
+        The gradient method (``solver.sensitivity``, or the solver's own) treats t1 as a constant;
+        the end time's gradient is attached to the output (eq. 12-13):
+
+        .. math:: \frac{dL}{dT} = a(T) \cdot v(T), \quad a(T) = \frac{\partial L}{\partial y(T)}
+
+        with v(T) = f(T, y(T)) for an adaptive solver, the derivative of the discrete solution
+        for a fixed grid.
+
+        Args:
+            f: The field, f(t, y) -> dy/dt, y of shape ``(B, D)`` (a flow's augmented state).
+            y0: The initial state, shape ``(B, D)``.
+            t0: The start time, a 0-dim tensor (a constant).
+            t1: The end time, a 0-dim tensor; its gradient is attached where it requires one.
+            params: The parameters whose gradients the backward pass gives.
+            tol: The error control (:meth:`tolerance`).
+            record: For TO-FLOW's after-step T step: receives T, a(T) and the derivative.
+
+        Returns:
+            y(t1), shape ``(B, D)``.
+        """
         y1, f1 = self.gradient_method(f, y0, t0, t1, params, tol)
         end = (f, y0.detach(), float(t0.detach()), float(t1.detach()), y1)
-        fresh = self.end_time_derivative(*end)
-        derivative = self.end_time_derivative(*end, f1=f1, now=True) if t1.requires_grad else fresh
-        return attach_end_time(y1, t1, derivative, record, fresh)
+        later = self.end_time_derivative(*end)
+        derivative = self._derivative_now(*end, f1) if t1.requires_grad else later
+        return attach_end_time(y1, t1, derivative, record, later)
 
-    def integrate(self, f, y0: Tensor, t0: float, t1: float, tol: Tolerance) -> Tensor:
-        """y(t1) without gradients (t1 < t0 integrates backward in time)."""
+    def integrate(self, f: Field, y0: Tensor, t0: float, t1: float, tol: Tolerance) -> Tensor:
+        """The solution at t1 without gradients (t1 < t0 integrates backward in time).
+
+        Args:
+            f: The field, f(t, y) -> dy/dt.
+            y0: The initial state, shape ``(B, D)``.
+            t0: The start time.
+            t1: The end time.
+            tol: The error control (:meth:`tolerance`).
+
+        Returns:
+            y(t1), shape ``(B, D)``.
+        """
         with torch.no_grad():
             return self.integrator.integrate(f, y0, t0, t1, tol, self.max_steps)[0]
 
     def build(self, dynamics: nn.Module):
-        from .neural_ode import FlowODE
+        from .neural_ode import FlowODE  # torchdyn's model layer imports Lightning: loaded where a flow first solves
 
         return FlowODE(dynamics, self)
+
+
+def own_gradient_solver(name: str, integrator_type: type, gradient_function: Callable, doc: str) -> type:
+    """A solver class whose gradient method is its own (it takes no ``sensitivity``), registered as ``name``.
+
+    Args:
+        name: ``solver.name``; the class is called ``name.upper()``.
+        integrator_type: The class of its adaptive integrator.
+        gradient_function: ``gradient_function(f, y0, t0, t1, params, tol, max_steps) -> (y1, f1)``.
+        doc: The class's docstring.
+
+    Returns:
+        The registered class.
+    """
+    namespace = {"name": name, "integrator_type": integrator_type, "__doc__": doc,
+                 "gradient_function": staticmethod(gradient_function), "__module__": gradient_function.__module__}
+    return SOLVERS.register(dataclass(frozen=True)(type(name.upper(), (Solver,), namespace)))
 
 
 @dataclass(frozen=True)
@@ -159,15 +216,15 @@ class WithSensitivity(Solver):
         if shape not in footprint.bytes_per_evaluation:
             footprint.bytes_per_evaluation[shape] = auto.graph_bytes(f, t0.to(y0.dtype), y0, params)
         footprint.state_bytes = y0.numel() * y0.element_size()
-        footprint.method = auto.choose(footprint, shape, budget, methods)
+        footprint.sensitivity = auto.choose(footprint, shape, budget, methods)
         counted = auto.Counted(f, footprint)
-        out = self._run(footprint.method, counted, y0, t0, t1, params, tol)
+        out = self._run(footprint.sensitivity, counted, y0, t0, t1, params, tol)
         counted.stop()
         return out
 
-    def _run(self, method: str, f, y0, t0, t1, params, tol):
-        if method == "aca":
+    def _run(self, sensitivity: str, f, y0, t0, t1, params, tol):
+        if sensitivity == "aca":
             return type(self).checkpointed(f, y0, t0, t1, params, tol, self.max_steps)
-        if method == "autograd":
+        if sensitivity == "autograd":
             return solve_autograd(self.integrator, f, y0, t0, t1, params, tol, self.max_steps)
         return solve_adjoint(self.integrator, f, y0, t0, t1, params, tol, self.max_steps, self.reduced_adjoint)

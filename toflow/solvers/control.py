@@ -23,15 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..errors import NonFiniteError, SolverError
+from .steps import at
+
 SAFETY, MIN_FACTOR, MAX_FACTOR = 0.9, 0.2, 10.0
-
-
-class SolverError(RuntimeError):
-    """An integration could not finish: too many steps or a step size that underflowed."""
-
-
-class NonFiniteError(SolverError):
-    """The state or the field became NaN or infinite during an integration."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +71,6 @@ class Tolerance:
 
 def initial_step(f, t0: float, y0: Tensor, f0: Tensor, error_order: int, tol: Tolerance, direction: float) -> float:
     """Hairer's starting step size (one extra field evaluation); positive."""
-    from .steps import at
-
     d0, d1 = tol.rms(y0, y0), tol.rms(f0, y0)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     f1 = f(at(t0 + direction * h0, y0), y0 + (direction * h0) * f0)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .aca import solve_aca
-from .base import WithSensitivity
+from .base import SOLVERS, WithSensitivity
 from .integrators import AdaptiveDopri5
 
 
+@SOLVERS.register
 @dataclass(frozen=True)
 class Dopri5(WithSensitivity):
     """Adaptive dopri5; gradients by the adjoint (default: memory constant in the steps),

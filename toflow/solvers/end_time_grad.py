@@ -26,22 +26,20 @@ from .steps import at
 Derivative = Callable[[Tensor], Tensor]  # a(T) -> a(T) . v(T), a scalar
 
 
-def field_at_end(f, t1: float, y1: Tensor, f1: Tensor | None = None) -> Tensor:
-    """F(y(T), T): ``f1`` where the integrator has it for free, else one evaluation without a graph."""
-    if f1 is not None:
-        return f1.detach()
+def field_at_end(f, t1: float, y1: Tensor) -> Tensor:
+    """F(y(T), T), one evaluation without a graph."""
     with torch.no_grad():
         return f(at(t1, y1), y1.detach())
 
 
-def end_time_grad(adjoint: Tensor, velocity: Tensor) -> Tensor:
+def dloss_dT(adjoint: Tensor, velocity: Tensor) -> Tensor:
     """dL/dT = a(T) . v(T) (eq. 12-13), summed over the batch and the state."""
     return (adjoint * velocity).sum()
 
 
 def along(velocity: Tensor) -> Derivative:
     """The derivative a -> a . v for a known velocity v."""
-    return lambda adjoint: end_time_grad(adjoint, velocity)
+    return lambda adjoint: dloss_dT(adjoint, velocity)
 
 
 class EndTimeRecord:
@@ -57,7 +55,7 @@ class EndTimeRecord:
         self.adjoint: Tensor | None = None
         self.derivative: Derivative | None = None
 
-    def grad(self) -> Tensor:
+    def dloss_dT(self) -> Tensor:
         """dL/dT = a(T) . v(T) with the current weights."""
         if self.derivative is None:
             raise RuntimeError("end-time gradient: no training solve has run since the record was made")

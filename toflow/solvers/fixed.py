@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import WithSensitivity
-from .end_time_grad import Derivative, end_time_grad
+from .base import SOLVERS, WithSensitivity
+from .end_time_grad import Derivative, dloss_dT
 from .integrators import FixedGrid
 from .steps import euler_step, rk4_step
 
@@ -31,7 +31,7 @@ def _discrete_derivative(grid: FixedGrid, f, y0: Tensor, t0: float, t1: float, m
     with torch.enable_grad():
         T = torch.tensor(t1, dtype=torch.float64, device=y0.device, requires_grad=True)
         y1, _ = grid.integrate(f, y0, t0, T, None, max_steps)
-        return torch.autograd.grad(end_time_grad(adjoint, y1), T)[0]  # d/dT [a . y_n(T)] = a . v(T)
+        return torch.autograd.grad(dloss_dT(adjoint, y1), T)[0]  # d/dT [a . y_n(T)] = a . v(T)
 
 
 @dataclass(frozen=True)
@@ -53,18 +53,21 @@ class FixedStep(WithSensitivity):
     def integrator(self) -> FixedGrid:
         return FixedGrid(type(self).step, self.step_size)
 
-    def end_time_derivative(self, f, y0: Tensor, t0: float, t1: float, y1: Tensor, f1: Tensor | None = None,
-                            now: bool = False) -> Derivative:
+    def end_time_derivative(self, f, y0: Tensor, t0: float, t1: float, y1: Tensor) -> Derivative:
         """a(T) -> d/dT [a . y_n(T)], the discrete solution's derivative (one more solve when called)."""
         return lambda adjoint: _discrete_derivative(self.integrator, f, y0, t0, t1, self.max_steps, adjoint)
 
 
 def fixed_step_solver(name: str, step) -> type:
-    """The solver class of the fixed-step method ``step(f, t, h, y) -> y_new``, called ``name``."""
+    """The solver class of the fixed-step method ``step(f, t, h, y) -> y_new``, called ``name``.
+
+    ``SOLVERS.register(fixed_step_solver("midpoint", midpoint_step))`` makes it ``solver.name: midpoint``.
+    """
     namespace = {"name": name, "step": staticmethod(step), "__doc__": step.__doc__, "__module__": step.__module__}
     return dataclass(frozen=True)(type(name, (FixedStep,), namespace))
 
 
+@SOLVERS.register
 @dataclass(frozen=True)
 class RK4(FixedStep):
     """Classical fourth-order Runge-Kutta on a fixed grid (4 evaluations per step)."""
@@ -73,6 +76,7 @@ class RK4(FixedStep):
     step = staticmethod(rk4_step)
 
 
+@SOLVERS.register
 @dataclass(frozen=True)
 class Euler(FixedStep):
     """Explicit Euler on a fixed grid (1 evaluation per step)."""

@@ -94,17 +94,9 @@ class FixedGrid:
     h = (t1 - t0) / n), so the solution is differentiated in T as the discrete map it is.
     """
 
-    method: "str | StepFunction"  # a step function, or the name of a registered fixed-step solver
+    step: StepFunction  # step(f, t, h, y) -> y_new
     step_size: float
     adaptive = False
-
-    @property
-    def step(self) -> StepFunction:
-        if isinstance(self.method, str):
-            from . import SOLVERS
-
-            return SOLVERS[self.method].step
-        return self.method
 
     def steps(self, t0: float, t1: float) -> tuple[int, float]:
         n = max(1, math.ceil(abs(t1 - t0) / self.step_size - 1e-9))

@@ -9,12 +9,10 @@ grow with the number of steps (two evaluations per step backward: inverse and re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from .base import Solver
+from .base import own_gradient_solver
 from .control import Tolerance
 from .integrators import AdaptiveLeapfrog
 from .steps import alf_inverse, alf_step, at
@@ -68,10 +66,5 @@ def solve_mali(f, y0: Tensor, t0: Tensor, t1: Tensor, params, tol: Tolerance, ma
     return _MALI.apply(y0, t0.detach(), t1.detach(), f, tol, max_steps, *params), None
 
 
-@dataclass(frozen=True)
-class MALI(Solver):
-    """Adaptive asynchronous leapfrog with reverse-accurate gradients (``sensitivity`` unused)."""
-
-    name = "mali"
-    integrator_type = AdaptiveLeapfrog
-    method = staticmethod(solve_mali)
+MALI = own_gradient_solver("mali", AdaptiveLeapfrog, solve_mali,
+                           "Adaptive asynchronous leapfrog with reverse-accurate gradients (its own gradient method).")

@@ -73,9 +73,9 @@ def _combine(y: Tensor, h, weights: list, ks: list) -> Tensor:
     return out
 
 
-def explicit_rk_step(tab: Tableau, f: Field, t, h, y: Tensor, k1: Tensor | None = None) -> Tensor:
-    """One step of the explicit Runge-Kutta method ``tab`` (len(b) evaluations, k1 given or computed)."""
-    ks = [f(at(t, y), y) if k1 is None else k1]
+def explicit_rk_step(tab: Tableau, f: Field, t, h, y: Tensor) -> Tensor:
+    """One step of the explicit Runge-Kutta method ``tab`` (len(b) evaluations)."""
+    ks = [f(at(t, y), y)]
     for c, row in zip(tab.c, tab.a):
         ks.append(f(at(t + c * h, y), _combine(y, h, row, ks)))
     return _combine(y, h, tab.b, ks)

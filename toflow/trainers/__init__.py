@@ -1,10 +1,16 @@
-"""Training: the Lightning module (coordinate descent), ``train``, the CLI."""
+"""Training: the Lightning module (coordinate descent), the T step, ``train``, evaluation and
+the commands. The names below are imported when first used, so that a command can refuse bad
+input before Lightning loads."""
 
-from .evaluation import EVAL_SEED, evaluating, mean_nll
-from .module import FlowModule
-from .objective import OBJECTIVES, build_objective, objective, register_objective
-from .temporal import TimeStep, temporal_step
-from .train import SUMMARY_KEYS, train
+from importlib import import_module
 
-__all__ = ["EVAL_SEED", "FlowModule", "OBJECTIVES", "SUMMARY_KEYS", "TimeStep", "build_objective", "evaluating",
-           "mean_nll", "objective", "register_objective", "temporal_step", "train"]
+_LAZY = {"EVAL_SEED": "evaluation", "evaluating": "evaluation", "mean_nll": "evaluation", "FlowModule": "module",
+         "TimeStep": "temporal", "temporal_step": "temporal", "SUMMARY_KEYS": "train", "train": "train"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -44,7 +44,7 @@ class SampleGrids(pl.Callback):
 
 
 def save_grid(flow, path: Path, temperature: float, logger=None, step: int = 0) -> None:
-    from torchvision.utils import save_image
+    from torchvision.utils import save_image  # torchvision only where images are drawn
 
     grid = sample_grid(flow, temperature=temperature)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,9 @@
 """What toflow's commands share: bad input is one line and exit code 2, a failed training
-1, a signal 128 + its number; ``--debug`` shows the traceback instead."""
+1, a signal 128 + its number; ``--debug`` shows the traceback instead.
+
+This module imports nothing heavy, so that a command answers ``--help`` and refuses a bad
+config before torch and Lightning are imported.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,49 @@ import argparse
 import sys
 from typing import Callable
 
-from lightning_fabric.utilities.exceptions import MisconfigurationException
+from ..errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    Interrupted,
+    SolverError,
+    Stopped,
+    TrainingFailed,
+    UsageError,
+)
 
-from ..config import ConfigError
-from ..data import DataError
-from ..solvers import SolverError
-from .reliability import CheckpointError, Interrupted, Stopped, TrainingFailed
+BAD_INPUT = (ConfigError, DataError, CheckpointError, UsageError)
 
-BAD_INPUT = (ConfigError, DataError, CheckpointError, MisconfigurationException)
+
+def _bad_input() -> tuple:
+    """:data:`BAD_INPUT`, and Lightning's refusal of a setting where Lightning is loaded."""
+    lightning = sys.modules.get("lightning_fabric.utilities.exceptions")
+    return BAD_INPUT + ((lightning.MisconfigurationException,) if lightning else ())
+
 
 def run_command(parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int],
                 argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run ``body(args)``, turning its errors into one line and an exit code."""
+    """Parse ``argv`` and run ``body(args)``, turning its errors into one line and an exit code.
+
+    Args:
+        parser: The command's argument parser (``--debug`` is added to it).
+        body: The command itself, given the parsed arguments; returns the exit code.
+        argv: The arguments (default: the process's).
+
+    Returns:
+        The exit code: ``body``'s, 2 for bad input, 1 for a run that could not go on, 128 plus
+        the signal's number for a stop by a signal.
+    """
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_intermixed_args(argv)
     try:
         return body(args)
-    except (*BAD_INPUT, SolverError, TrainingFailed) as err:
-        if args.debug:
+    except (Interrupted, Stopped) as stop:
+        print(f"{stop}", file=sys.stderr)
+        return 128 + stop.signum
+    except Exception as err:
+        if args.debug or not isinstance(err, (*_bad_input(), SolverError, TrainingFailed)):
             raise
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         print(f"error: {first}", file=sys.stderr)
         return 1 if isinstance(err, (SolverError, TrainingFailed)) else 2
-    except (Interrupted, Stopped) as stop:
-        print(f"{stop}", file=sys.stderr)
-        return 128 + stop.signum

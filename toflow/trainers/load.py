@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..config import RunConfig, from_dict
-from ..models import build_flow
-from .reliability import CheckpointError, load_checkpoint
+from ..config.components import build_flow
+from ..errors import CheckpointError
+from .reliability import load_checkpoint
 
 WHICH = ("best", "last")
 
@@ -42,8 +43,16 @@ class Loaded(NamedTuple):
 
 
 def load_trained(target: str | Path, which: str = "best", map_location: str = "cpu") -> Loaded:
-    """The flow of a run (eval mode, trained weights and end times), its config, the checkpoint
-    file and the training step it was saved at."""
+    """A run's trained flow, with its config, checkpoint file and step (see :func:`load_flow`).
+
+    Args:
+        target: A run directory or a ``.ckpt`` file.
+        which: ``best`` (the lowest test NLL) or ``last``, for a run directory.
+        map_location: Where the weights go.
+
+    Returns:
+        :class:`Loaded`: the flow (eval mode), its config, the checkpoint and its step.
+    """
     path = find_checkpoint(target, which)
     checkpoint = load_checkpoint(path)
     cfg = from_dict(checkpoint["hyper_parameters"]["config"])
@@ -59,7 +68,19 @@ def load_trained(target: str | Path, which: str = "best", map_location: str = "c
 
 
 def load_flow(target: str | Path, which: str = "best", map_location: str = "cpu") -> tuple:
-    """``(flow, cfg)``: the trained flow of a run directory or checkpoint, in eval mode, with its
-    trained end times, and the config it was trained with."""
+    """The trained flow of a run directory or checkpoint, and the config it was trained with.
+
+    Args:
+        target: A run directory (its ``checkpoints/best.ckpt``, else ``last.ckpt``) or a ``.ckpt``.
+        which: ``best`` or ``last``, for a run directory.
+        map_location: Where the weights go.
+
+    Returns:
+        ``(flow, cfg)``: the flow in eval mode, with its trained end times, and its config.
+
+    Example:
+        >>> flow, cfg = load_flow("runs/toy_checkerboard_quick-20261203-120000")
+        >>> x = flow.sample(1000)
+    """
     loaded = load_trained(target, which, map_location)
     return loaded.flow, loaded.cfg

@@ -1,6 +1,8 @@
 """The Lightning module: one training step is one round of coordinate descent.
 
-1. Solve the flow ODE, L = -mean log p(x) (eq. 4 / 10), weights step on grad_theta L.
+1. The objective's loss (``objective.name``): the likelihood solves the flow ODE,
+   L = -mean log p(x) (eq. 4 / 10) plus the spatial regularisers; flow matching regresses the
+   field on straight paths without a solve. Weights step on grad_theta L.
 2. In ``toflow`` mode, end-time step on dL/dT + alpha sign(T), then clip (sec. 3.1-3.2),
    by :func:`~toflow.trainers.temporal_step`.
 
@@ -15,21 +17,20 @@ from __future__ import annotations
 import copy
 import time
 from contextlib import ExitStack
+from dataclasses import asdict
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from dataclasses import asdict
-
 from ..config import RunConfig, to_dict
-from ..data import DataError, DataSource, bits_per_dim, make_source
-from ..models import build_flow
+from ..config.components import build_flow
+from ..data import DataSource, bits_per_dim, make_source
+from ..errors import DataError, TrainingFailed
+from ..objectives import OBJECTIVES
 from ..solvers import NonFiniteError
 from ..solvers.auto import footprint_of
 from .evaluation import EVAL_SEED, checked_scores, evaluating, mean_nll, tightened
-from .objective import build_objective
-from .reliability import TrainingFailed
 from .temporal import TimeStep, temporal_step, time_optimizer
 
 
@@ -38,10 +39,15 @@ class NonFiniteTraining(TrainingFailed):
 
 
 class FlowModule(pl.LightningModule):
-    """Trains ``build_flow(cfg)`` on ``source`` (default: the config's data set).
+    """Trains ``build_flow(cfg)`` with the config's objective on ``source`` (default: the config's data set).
 
-    The loss is the NLL in nats per sample for 2-D data and in bits per dimension for
-    images (eq. 18, as FFJORD), plus the spatial regularisers.
+    The likelihood loss is the NLL in nats per sample for 2-D data and in bits per dimension
+    for images (eq. 18, as FFJORD), plus the spatial regularisers; flow matching's is its
+    regression error. Evaluation is always the test NLL (and bits/dim) of the same flow.
+
+    Args:
+        cfg: The run's config.
+        source: Data to train on instead of the config's data set.
     """
 
     def __init__(self, cfg: RunConfig, source: DataSource | None = None):
@@ -52,7 +58,7 @@ class FlowModule(pl.LightningModule):
         d = cfg.data
         self.source = source or make_source(d.name, cfg.seed, d.root, d.test_size, d.resize, d.subset)
         self.flow = build_flow(cfg)
-        self.objective = build_objective(**asdict(cfg.objective))
+        self.objective = OBJECTIVES.build(**asdict(cfg.objective))
         self.automatic_optimization = False
         self.batches_done = 0
         # running totals over the whole run (kept across resumes)

@@ -11,7 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from ..data import toy_test_set  # noqa: E402
 from .evaluation import evaluating  # noqa: E402
+from .load import load_trained  # noqa: E402
 
 LIMIT = 4.0
 
@@ -57,7 +59,7 @@ def figure_2d(flow, data: torch.Tensor, title: str = "", limit: float = LIMIT, g
 
 def sample_grid(flow, n: int = 64, temperature: float = 1.0, seed: int = 0) -> torch.Tensor:
     """A grid image (C, H', W') of ``n`` samples drawn at ``temperature``, values in [0, 1]."""
-    from torchvision.utils import make_grid
+    from torchvision.utils import make_grid  # torchvision only where images are drawn
 
     images = samples(flow, n, seed, temperature)
     return make_grid(images.clamp(0, 1).float(), nrow=int(n ** 0.5), padding=1, pad_value=1.0)
@@ -66,9 +68,6 @@ def sample_grid(flow, n: int = 64, temperature: float = 1.0, seed: int = 0) -> t
 def figure_1(runs: dict, limit: float = LIMIT, grid: int = 100):
     """The paper's Figure 1: for each 2-D set (columns), its data and the density of each mode's
     trained flow (rows), the test NLL in each title. ``runs``: {set: {mode: run directory}}."""
-    from ..data import toy_test_set
-    from .load import load_trained
-
     modes = sorted({mode for by_mode in runs.values() for mode in by_mode}, key=lambda m: (m != "fixed", m))
     fig, axes = plt.subplots(1 + len(modes), len(runs), figsize=(2.2 * len(runs), 2.3 * (1 + len(modes))),
                              squeeze=False)

@@ -14,31 +14,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be used. The message is one line."""
-
-
-class Interrupted(RuntimeError):
-    """Training stopped on a signal after saving its checkpoint."""
-
-    def __init__(self, signum: int, step: int, path: Path):
-        self.signum, self.step, self.path = signum, step, path
-        name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name} at step {step}; checkpoint saved to {path} "
-                         "(continue with trainer.resume=true)")
-
-
-class TrainingFailed(RuntimeError):
-    """Training could not go on (a command's exit code 1)."""
-
-
-class Stopped(RuntimeError):
-    """A command stopped by a signal before it wrote anything."""
-
-    def __init__(self, signum: int, what: str = ""):
-        self.signum = signum
-        super().__init__(f"stopped by {signal.Signals(signum).name}{'; ' + what if what else ''}")
+from ..errors import CheckpointError, Interrupted, Stopped
 
 
 @contextmanager

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import shutil
 import sys
 from pathlib import Path
 
-from ..config import ConfigError, RunConfig, load_config
+from ..config import RunConfig, load_config
+from ..errors import ConfigError
 from .commands import run_command
-from .evaluation import describe
-from .train import train
 
 
 def config_of(args: argparse.Namespace) -> RunConfig:
@@ -29,16 +27,18 @@ def config_of(args: argparse.Namespace) -> RunConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
-    if not args.debug:
-        for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    summary = train(config_of(args))
+    cfg = config_of(args)
+    from .evaluation import describe  # Lightning and the trainer load only once the config is valid
+    from .train import train
+
+    summary = train(cfg, verbose=args.verbose or args.debug)
     if not summary:  # a data-parallel process other than the first
         return 0
     score = describe(summary)
+    nfe = f"NFE fwd {summary['nfe_forward_mean']:.1f} bwd {summary['nfe_backward_mean']:.1f}"
+    end_times = ", ".join(f"{T:.3f}" for T in summary["end_times"])
     print(f"{summary['name']} [{summary['objective']}, {summary['mode']}, {summary['solver']}]: {score} | "
-          f"steps {summary['steps']} | NFE fwd {summary['nfe_forward_mean']:.1f} bwd {summary['nfe_backward_mean']:.1f} "
-          f"| {summary['time_per_iter_s']:.3f} s/step | T {', '.join(f'{T:.3f}' for T in summary['end_times'])} "
+          f"steps {summary['steps']} | {nfe} | {summary['time_per_iter_s']:.3f} s/step | T {end_times} "
           f"| sampling NFE {summary['sample_nfe']:.0f}")
     board = shutil.which("tensorboard") or str(Path(sys.executable).with_name("tensorboard"))
     print(f"run: {summary['log_dir']}  (open it with: {board} --logdir {summary['log_dir']})")
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", nargs="?", help="YAML config, e.g. configs/toy_checkerboard_toflow.yaml")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=500")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its own config")
+    parser.add_argument("--verbose", action="store_true", help="let Lightning's banners, tips and notices through")
     return run_command(parser, _train, argv)
 
 

@@ -8,7 +8,7 @@ After the weights step, for every block whose end time has its own optimizer:
 
 dL/dT comes from eq. 12-13 at z(T) with the updated weights (``grad="after_step"``) or
 from the backward pass that gave the weights' gradient (``grad="same_pass"``); the end
-time itself says which (``EndTime.solve_grad``). The trainer calls :func:`temporal_step`.
+time itself says which (``EndTime.dloss_dT``). The trainer calls :func:`temporal_step`.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ def time_gradients(flow, reduce=None) -> dict:
     used = {}
     for index, block in enumerate(time_optimized_blocks(flow)):
         end_time = block.end_time
-        grad = block.time_grad()
+        grad = block.dloss_dT()
         if end_time.stepped_after_solve and reduce is not None:
             grad = reduce(grad)
-        grad = grad.detach().reshape(end_time.T.shape) + end_time.regularization_grad()
+        grad = grad.detach().reshape(end_time.T.shape) + end_time.dregularization_dT()
         end_time.T.grad = grad.to(end_time.T.dtype)
         used[index] = float(grad)
     return used

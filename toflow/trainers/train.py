@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import os
 import signal
 import warnings
-from datetime import datetime
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from ..config import ConfigError, RunConfig, changed_keys, from_dict, read_yaml, to_dict, to_yaml
-from .callbacks import DensityPlots, SampleGrids, save_grid
+from ..config import RunConfig, changed_keys, from_dict, read_yaml, to_dict, to_yaml
 from ..data import DataSource
+from ..errors import ConfigError, Interrupted
+from ..provenance import RUN_DIR_ENV, last_checkpoint, machine, provenance, run_dir_of
+from .animation import animate
+from .callbacks import DensityPlots, SampleGrids, save_grid
 from .module import FlowModule
-from .reliability import AtomicCheckpointIO, Interrupted, StopOnSignal, load_checkpoint, write_text_atomic
 from .plots import figure_2d
+from .reliability import AtomicCheckpointIO, StopOnSignal, load_checkpoint, write_text_atomic
 
 # Lightning notices that say nothing about this run
 QUIET = (".*manual optimization and every_n_train_steps.*", ".*`weights_only` was not set.*",
@@ -35,33 +39,8 @@ SUMMARY_KEYS = ("test_nll", "nfe_forward_mean", "nfe_backward_mean", "time_per_i
                 "end_times", "params", "sample_nfe")
 
 
-RUN_DIR_ENV = "TOFLOW_RUN_DIR"  # hands an unnamed run's directory to the processes DDP launches
-
-
-def run_dir_of(cfg: RunConfig) -> Path:
-    """``trainer.log_dir``, or ``runs/<config name>-<timestamp>`` when it is not set."""
-    if cfg.trainer.log_dir:
-        return Path(cfg.trainer.log_dir)
-    if os.environ.get(RUN_DIR_ENV):
-        return Path(os.environ[RUN_DIR_ENV])
-    return Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
-
-
-def last_checkpoint(run_dir: str | Path) -> Path:
-    """Where a run keeps its latest checkpoint (the one ``trainer.resume`` continues from)."""
-    return Path(run_dir) / "checkpoints" / "last.ckpt"
-
-
-def finished_summary(run_dir: str | Path) -> dict | None:
-    """The summary of the run in ``run_dir`` if it finished, else None."""
-    path = Path(run_dir) / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def saved_config(run_dir: Path) -> RunConfig:
     """The config a run was trained with (its ``config.yaml``)."""
-    from omegaconf import OmegaConf
-
     return from_dict(OmegaConf.to_container(read_yaml(Path(run_dir) / "config.yaml", "trainer.resume")))
 
 
@@ -83,16 +62,58 @@ def _checkpoint_path(run_dir: Path, cfg: RunConfig) -> Path | None:
     return None
 
 
-def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | None = None) -> dict:
-    """Train the flow ``cfg`` describes; leave a run directory; return its summary.
+LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")
+
+
+@contextmanager
+def quiet(verbose: bool = False):
+    """Within: Lightning's banners, tips and notices that say nothing about the run held back
+    (its loggers at WARNING, :data:`QUIET`'s warnings ignored), unless ``verbose``."""
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        for message in QUIET:
+            warnings.filterwarnings("ignore", message=message)
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
+def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | None = None,
+          verbose: bool = False) -> dict:
+    """Train the flow ``cfg`` describes, leaving a run directory.
 
     The run directory holds TensorBoard event files, ``checkpoints/last.ckpt`` and
     ``best.ckpt``, ``config.yaml``, ``plots/`` and ``summary.json``. With several
     processes (``trainer.devices``, ``trainer.num_nodes``) every process trains and only
-    the first writes; the others return an empty summary. ``callbacks``: extra Lightning
-    callbacks; ``source``: data to train on instead of the config's data set.
+    the first writes.
+
+    Args:
+        cfg: The run's config (:func:`~toflow.load_config`).
+        callbacks: Extra Lightning callbacks.
+        source: Data to train on instead of the config's data set.
+        verbose: Let Lightning's own banners, tips and notices through.
+
+    Returns:
+        The summary (also ``summary.json``); empty on a data-parallel process other than the first.
+
+    Example:
+        >>> summary = train(load_config("configs/toy_checkerboard_quick.yaml", ["trainer.max_steps=100"]))
+        >>> summary["test_nll"], summary["log_dir"]
     """
-    run_dir = run_dir_of(cfg)
+    with quiet(verbose):
+        return _train(cfg, callbacks, source)
+
+
+def _train(cfg: RunConfig, callbacks: list | None, source: DataSource | None) -> dict:
+    run_dir = run_dir_of(cfg.trainer.log_dir, cfg.name)
     ckpt_path = _checkpoint_path(run_dir, cfg)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -157,14 +178,11 @@ def _fit(trainer: pl.Trainer, module: FlowModule, ckpt_path: Path | None, run_di
     if distributed:
         os.environ[RUN_DIR_ENV] = str(run_dir)
     try:
-        with warnings.catch_warnings():
-            for message in QUIET:
-                warnings.filterwarnings("ignore", message=message)
-            try:
-                trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
-            except SIGTERMException:  # Lightning stops between two steps on SIGTERM
-                trainer.save_checkpoint(last)
-                raise Interrupted(signal.SIGTERM, trainer.global_step, last) from None
+        try:
+            trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+        except SIGTERMException:  # Lightning stops between two steps on SIGTERM
+            trainer.save_checkpoint(last)
+            raise Interrupted(signal.SIGTERM, trainer.global_step, last) from None
         trainer.save_checkpoint(last)
     finally:
         if distributed:
@@ -178,8 +196,6 @@ def _final_pictures(module: FlowModule, trainer: pl.Trainer, scores: dict, run_d
         if isinstance(value, (int, float)):
             board.add_scalar(key.replace("_", "/", 1), value, step)
     if module.cfg.trainer.animate_frames:
-        from .animate import animate
-
         animate(flow, run_dir / "flow.gif", module.cfg.trainer.animate_frames, f"{module.cfg.name}, step {step}")
     if module.source.is_image:
         save_grid(flow, run_dir / "samples.png", module.cfg.trainer.sample_temperature, trainer.logger, step)
@@ -191,27 +207,9 @@ def _final_pictures(module: FlowModule, trainer: pl.Trainer, scores: dict, run_d
     plt.close(fig)
 
 
-def provenance(cfg: RunConfig, device: torch.device) -> dict:
-    """What it takes to run it again: the command, the config's hash, the code and its versions, the machine."""
-    import shlex
-    import subprocess
-    import sys
-
-    import torchdyn
-
-    from .. import __version__
-    from ..study import machine
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+def _device(device: torch.device) -> str:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine().split(",")[0]
-    return {"command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "config_sha256": hashlib.sha256(to_yaml(cfg).encode()).hexdigest(), "toflow": __version__,
-            "git_commit": commit, "torch": torch.__version__, "torchdyn": torchdyn.__version__,
-            "lightning": pl.__version__, "device": f"{device.type}: {name}", "threads": torch.get_num_threads()}
+    return f"{device.type}: {name}"
 
 
 def _summary(cfg: RunConfig, module: FlowModule, step: int, scores: dict, run_dir: Path) -> dict:
@@ -232,7 +230,7 @@ def _summary(cfg: RunConfig, module: FlowModule, step: int, scores: dict, run_di
         "params": sum(p.numel() for p in flow.parameters()),
         "bad_steps": int(totals["bad_steps"]),
         "log_dir": str(run_dir),
-        "provenance": provenance(cfg, module.device),
+        "provenance": provenance(to_yaml(cfg), _device(module.device), torch.get_num_threads()),
     }
 
 
@@ -251,4 +249,4 @@ def flat_config(cfg: RunConfig) -> dict:
     return flat
 
 
-__all__ = ["train", "SUMMARY_KEYS", "finished_summary", "last_checkpoint", "run_dir_of"]
+__all__ = ["SUMMARY_KEYS", "train"]

@@ -24,32 +24,40 @@ the same ``flow.log_prob`` and ``flow.sample`` as for likelihood training.
 
 A new objective is a class with a ``name``, ``solves`` (whether a step solves the ODE),
 ``check(flow)`` and ``__call__(flow, x, dim, levels) -> (loss, parts)``, and one
-:func:`register_objective` line.
+``OBJECTIVES.register`` line; a new coupling of flow matching's pairs is a :class:`Coupling`
+subclass and one ``COUPLINGS.register`` line.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..data import bits_per_dim
-from ..models import standard_normal_logprob
+from .data import bits_per_dim
+from .models import Flow, standard_normal_logprob
+from .registry import Registry
 
-OBJECTIVES: dict[str, type] = {}
-COUPLINGS = ("independent", "ot")
-
-
-def register_objective(cls: type) -> type:
-    """Make ``cls`` available as ``objective.name: <cls.name>`` (usable as a decorator)."""
-    OBJECTIVES[cls.name] = cls
-    return cls
+OBJECTIVES = Registry("objective.name", settings="objective")
+COUPLINGS = Registry("objective.coupling")
 
 
-def objective(flow, x: Tensor, dim: int | None = None, levels: int | None = None) -> tuple[Tensor, dict]:
-    """The likelihood loss and its parts: ``nll`` (nats per sample), ``bpd`` (with ``levels``)
-    and each spatial regulariser's mean integral."""
+def likelihood_loss(flow: Flow, x: Tensor, dim: int | None = None, levels: int | None = None) -> tuple[Tensor, dict]:
+    r"""The likelihood loss of eq. 6: the NLL of eq. 4 plus each spatial regulariser's term.
+
+    .. math:: L = -\frac{1}{B} \sum_b \log p(x_b) + \sum_j c_j \frac{1}{B} \sum_b \int_{t_0}^{T} g_j \, dt
+
+    Args:
+        flow: A :class:`~toflow.models.Flow`.
+        x: A batch, shape ``(B, *event_shape)``.
+        dim: The data's dimension, for bits/dim (images).
+        levels: The data's grey levels; with them the NLL term is in bits/dim (eq. 18).
+
+    Returns:
+        ``(loss, parts)``: the scalar loss and its parts, ``nll`` (nats per sample), ``bpd``
+        (with ``levels``) and each regulariser's batch-mean integral by its name.
+    """
     out = flow.transform(x)
     nll = -(standard_normal_logprob(out.z) + out.log_det).mean()
     parts = {"nll": nll}
@@ -63,10 +71,10 @@ def objective(flow, x: Tensor, dim: int | None = None, levels: int | None = None
     return loss, parts
 
 
-@register_objective
+@OBJECTIVES.register
 @dataclass(frozen=True)
 class Likelihood:
-    """Maximum likelihood through the ODE solve (:func:`objective`)."""
+    """Maximum likelihood through the ODE solve (:func:`likelihood_loss`)."""
 
     name = "likelihood"
     solves = True
@@ -74,18 +82,61 @@ class Likelihood:
     def check(self, flow) -> None:
         pass
 
-    def __call__(self, flow, x: Tensor, dim: int | None = None, levels: int | None = None) -> tuple[Tensor, dict]:
-        return objective(flow, x, dim, levels)
+    def __call__(self, flow: Flow, x: Tensor, dim: int | None = None,
+                 levels: int | None = None) -> tuple[Tensor, dict]:
+        """:func:`likelihood_loss` of the batch ``x`` (shape ``(B, *event_shape)``).
+
+        Args:
+            flow: The flow.
+            x: The batch.
+            dim: The data's dimension (images).
+            levels: The data's grey levels (images: the loss is in bits/dim).
+
+        Returns:
+            ``(loss, parts)``.
+        """
+        return likelihood_loss(flow, x, dim, levels)
 
 
 def ot_pairing(y: Tensor, z: Tensor) -> Tensor:
     """The permutation p minimising sum_i ||y_i - z_{p(i)}||^2 over the batch (exact, scipy's
-    ``linear_sum_assignment``)."""
-    from scipy.optimize import linear_sum_assignment
+    ``linear_sum_assignment``).
+
+    Args:
+        y: Data, shape ``(B, ...)``.
+        z: Noise, the same shape.
+
+    Returns:
+        The indices p, shape ``(B,)``: ``z[p]`` is paired with ``y``.
+    """
+    from scipy.optimize import linear_sum_assignment  # scipy only where OT pairs are asked for
 
     cost = torch.cdist(y.flatten(1).double(), z.flatten(1).double()).pow(2)
     _, columns = linear_sum_assignment(cost.cpu().numpy())
     return torch.as_tensor(columns, device=z.device)
+
+
+class Coupling:
+    """How flow matching pairs a batch's data with its noise: ``pair(y, z)`` returns the noise
+    reordered to match ``y`` (the plain matcher keeps the order drawn)."""
+
+    name = "independent"
+
+    def pair(self, y: Tensor, z: Tensor) -> Tensor:
+        return z
+
+
+class OTCoupling(Coupling):
+    """The exact minibatch optimal-transport plan (OT-CFM, Tong et al. 2023): :func:`ot_pairing` first."""
+
+    name = "ot"
+
+    def pair(self, y: Tensor, z: Tensor) -> Tensor:
+        return z[ot_pairing(y, z)]
+
+
+COUPLINGS.register(Coupling)
+COUPLINGS.register(OTCoupling)
 
 
 def interpolation(y: Tensor, z: Tensor, t: Tensor, t0: float, T: float) -> tuple[Tensor, Tensor]:
@@ -95,7 +146,7 @@ def interpolation(y: Tensor, z: Tensor, t: Tensor, t0: float, T: float) -> tuple
     return (1 - tau) * y + tau * z, (z - y) / (T - t0)
 
 
-@register_objective
+@OBJECTIVES.register
 @dataclass(frozen=True)
 class FlowMatching:
     """Regress the field on the straight path from y to z (see the module's docstring)."""
@@ -109,8 +160,7 @@ class FlowMatching:
     def __post_init__(self):
         if not self.sigma >= 0:
             raise ValueError(f"objective.sigma: must be non-negative, got {self.sigma}")
-        if self.coupling not in COUPLINGS:
-            raise ValueError(f"objective.coupling: '{self.coupling}' is not one of {', '.join(COUPLINGS)}")
+        COUPLINGS[self.coupling]  # refuses an unregistered one
 
     def check(self, flow) -> None:
         """Refuse a flow flow matching cannot train, in one line that says why."""
@@ -126,12 +176,25 @@ class FlowMatching:
             raise ValueError("regularizers: flow matching solves no trajectory, so there is no integral to "
                              "regularise; leave the regularizers section empty")
 
-    def __call__(self, flow, x: Tensor, dim: int | None = None, levels: int | None = None) -> tuple[Tensor, dict]:
+    def __call__(self, flow: Flow, x: Tensor, dim: int | None = None,
+                 levels: int | None = None) -> tuple[Tensor, dict]:
+        r"""The flow-matching loss of the batch ``x``, one field evaluation for the whole batch.
+
+        .. math:: L = \frac{1}{B D} \sum_b \| f(\psi_b, t_b) - u_b \|^2, \quad
+                  \psi = (1 - \tau) y + \tau z, \quad u = \frac{z - y}{T - t_0}
+
+        Args:
+            flow: A single-block flow (:meth:`check`).
+            x: The batch, shape ``(B, *event_shape)``.
+            dim: Unused (the loss is per dimension already).
+            levels: Unused.
+
+        Returns:
+            ``(loss, {"fm_mse": loss})``.
+        """
         block = flow.blocks()[0]
         y = flow.prepare(x)
-        z = torch.randn_like(y)
-        if self.coupling == "ot":
-            z = z[ot_pairing(y, z)]
+        z = COUPLINGS[self.coupling]().pair(y, torch.randn_like(y))
         t0, T = float(block.end_time.t0), float(block.end_time.end().detach())
         t = t0 + (T - t0) * torch.rand(len(y), dtype=y.dtype, device=y.device)
         psi, u = interpolation(y, z, t, t0, T)
@@ -139,19 +202,3 @@ class FlowMatching:
             psi = psi + self.sigma * torch.randn_like(psi)
         loss = (block.field(t, psi) - u).pow(2).mean()
         return loss, {"fm_mse": loss}
-
-
-def objective_settings(name: str) -> tuple:
-    return tuple(f.name for f in fields(OBJECTIVES[name]))
-
-
-def build_objective(name: str = "likelihood", **settings):
-    """The objective registered as ``name`` with its own ``settings``; None takes its default,
-    a setting it does not take is refused."""
-    if name not in OBJECTIVES:
-        raise ValueError(f"objective.name: '{name}' is not one of {', '.join(OBJECTIVES)}")
-    settings = {key: value for key, value in settings.items() if value is not None}
-    for key in settings:
-        if key not in objective_settings(name):
-            raise ValueError(f"objective.{key}: not used by {name} (leave objective.{key} null)")
-    return OBJECTIVES[name](**settings)
