@@ -132,3 +132,60 @@ def outcome(mutation: Mutation, where: Path) -> str:
     except Exception as err:  # anything else is a traceback for the user
         return f"failed: {type(err).__name__}: {err}"
     return "accepted"
+
+
+# ---------------------------------------------------------------- the syntax of overrides
+KEYS = ["model.hidden", "trainer.max_steps", "solver.atol", "time.mode", "data.name", "regularizers.kinetic",
+        "trainer.progress_bar", "seed"]
+VALUES = ["[32,", "[32,32", "[32,32]]", "]", "[", "{a: 1", "{a: 1}}", '"abc', "'abc", '"[1,2]"', "a,b", "1,2,3", "",
+          "null", "~", "[ ]", "[1,,2]", "1e-3e", "--5", "5 5", "key: 5", "!!python/object:os.system ls", "&anchor",
+          "*alias", "|", ">", "#comment", "%", "@", "`x`", "=5", "5=", "\\n", "[[1],[2]]", "{}", "[a]"]
+
+
+def override_mutations(seed: int = 0, count: int = 300) -> list[str]:
+    """``key=value`` strings with broken brackets, quotes, separators and empty parts."""
+    rng = random.Random(seed)
+    out = ["=5", "=", "==", "key==5", ".model.hidden=[8]", "model..hidden=[8]", "model.hidden.=[8]", " =5",
+           "model.hidden", "model hidden=[8]", "model.hidden =[8]", "model.hidden= [8]"]
+    while len(out) < count:
+        out.append(f"{rng.choice(KEYS)}={rng.choice(VALUES)}")
+    return out
+
+
+def override_outcome(override: str) -> str:
+    """How one override ends with a shipped config: ``accepted``, ``refused`` or ``failed: <why>``."""
+    try:
+        load_config("configs/toy_checkerboard_quick.yaml", [override])
+    except ConfigError as err:
+        return "refused" if "\n" not in str(err) and str(err) else f"failed: {err!r}"
+    except Exception as err:  # anything else is a traceback for the user
+        return f"failed: {type(err).__name__}: {err}"
+    return "accepted"
+
+
+# ---------------------------------------------------------------- files cut short or corrupted
+def damaged(data: bytes, rng: random.Random) -> tuple[str, bytes]:
+    """``data`` cut short, with bytes flipped, or replaced by random bytes (which and how)."""
+    how = rng.choice(["cut short", "flipped bytes", "random bytes", "empty"])
+    if how == "cut short":
+        return how, data[: rng.randrange(1, max(2, len(data)))]
+    if how == "flipped bytes":
+        data = bytearray(data)
+        for _ in range(max(1, len(data) // 200)):
+            data[rng.randrange(len(data))] ^= 0xFF
+        return how, bytes(data)
+    if how == "random bytes":
+        return how, bytes(rng.randrange(256) for _ in range(rng.randrange(1, 4096)))
+    return how, b""
+
+
+def read_outcome(read, path: Path, expected: tuple) -> str:
+    """How reading ``path`` with ``read(path)`` ends: ``accepted``, ``refused`` (one of the
+    ``expected`` one-line errors) or ``failed: <why>``."""
+    try:
+        read(path)
+    except expected as err:
+        return "refused" if "\n" not in str(err) and str(err) else f"failed: {err!r}"
+    except Exception as err:  # anything else is a traceback for the user
+        return f"failed: {type(err).__name__}: {err}"
+    return "accepted"

@@ -137,3 +137,157 @@ def test_mutated_configs_are_accepted_or_refused_in_one_line(tmp_path: Path, cap
         assert done.returncode in (0, 2), (mutation.what, done.stderr[-2000:])
         if done.returncode == 2:
             one_line(done)
+
+
+@pytest.mark.parametrize("override", ["model.hidden=[32,", "model.hidden=[32,32", "model.hidden=[32,32]]"])
+def test_a_malformed_list_override_is_one_line_everywhere(override, tmp_path: Path, capsys):
+    expected = "model.hidden: cannot read the value"
+    assert expected in one_line(call_main(run_command.main, [TOY_CONFIG, override], capsys))
+    with pytest.raises(toflow.ConfigError, match=expected):
+        toflow.load_config(TOY_CONFIG, [override])
+    run = tmp_path / "run"
+    toflow.train(load_config(TOY_CONFIG, [*SMALL, "trainer.max_steps=1", f"trainer.log_dir={run}"]))
+    from toflow.trainers import evaluate as evaluate_command
+
+    assert expected in one_line(call_main(evaluate_command.main, [run, override], capsys))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.hidden=5", "model.hidden: expected a list of whole numbers, e.g. [64,64], got 5"),
+    ("model.activation=null", "model.activation: expected a name, got null"),
+    ("model=5", "model: expected a section of keys, got 5"),
+    ("trainer.max_steps=many", "trainer.max_steps: expected a whole number, got many"),
+    ("=5", "=5: an override needs a key before '='"),
+])
+def test_type_errors_are_said_in_plain_words(override, message, capsys):
+    said = one_line(call_main(run_command.main, [TOY_CONFIG, override], capsys))
+    assert said == f"error: {message}"
+    assert not any(word in said for word in ("AnyNode", "ListConfig", "Merge error", "subclass", "Incompatible"))
+
+
+def test_an_empty_or_directory_config_and_a_misplaced_resume_are_one_line(tmp_path: Path, capsys):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert "is empty" in one_line(call_main(run_command.main, [empty], capsys))
+    assert "is a directory, not a YAML file" in one_line(call_main(run_command.main, [tmp_path], capsys))
+    run = tmp_path / "run"
+    toflow.train(load_config(TOY_CONFIG, [*SMALL, "trainer.max_steps=1", f"trainer.log_dir={run}"]))
+    said = one_line(call_main(run_command.main, [TOY_CONFIG, "--resume", run], capsys))
+    assert "continues with its own config; leave configs/toy_checkerboard_toflow.yaml out" in said
+    if not __import__("torch").cuda.is_available():
+        said = one_line(call_main(run_command.main, [TOY_CONFIG, "trainer.accelerator=gpu"], capsys))
+        assert said.startswith("error: trainer.accelerator: gpu asked for, but torch finds no GPU")
+
+
+def test_resume_and_evaluate_compare_with_the_checkpoints_own_config(tmp_path: Path, capsys):
+    run = tmp_path / "run"
+    toflow.train(load_config(TOY_CONFIG, [*SMALL, "trainer.max_steps=2", f"trainer.log_dir={run}"]))
+    from omegaconf import OmegaConf
+
+    edited = OmegaConf.load(run / "config.yaml")
+    edited.model.hidden = [8, 8]
+    OmegaConf.save(edited, run / "config.yaml")  # another width, written into the run's own config file
+    said = one_line(call_main(run_command.main, ["--resume", run, "trainer.max_steps=4"], capsys))
+    assert "model.hidden: [16, 16] in the run, [8, 8] given" in said
+    from toflow.trainers import evaluate as evaluate_command
+
+    said = one_line(call_main(evaluate_command.main, [run, "model.hidden=[8]"], capsys))
+    assert "model.hidden: [16, 16] in the run, [8] given" in said and "solver.*" in said
+    assert call_main(evaluate_command.main, [run, "solver.test_atol=1e-6"], capsys).returncode == 0
+
+
+def test_a_checkpoint_that_is_not_one_is_plain(tmp_path: Path):
+    from toflow.errors import CheckpointError
+    from toflow.trainers.reliability import load_checkpoint
+
+    foreign = tmp_path / "foreign.ckpt"
+    foreign.write_text("seed: 0\n")  # a config given where a checkpoint is asked for
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(foreign)
+    assert str(info.value) == f"checkpoint: {foreign} cannot be read as a checkpoint: it is truncated, altered or " \
+                              "another kind of file"
+    import torch
+
+    with_code = tmp_path / "with_code.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "toflow": Path("a/path")}, with_code)  # an object of code
+    with pytest.raises(CheckpointError, match="holds Python objects besides tensors and plain values"):
+        load_checkpoint(with_code)
+
+
+def test_an_empty_grid_axis_is_one_line(tmp_path: Path):
+    from toflow.study import load_study
+
+    study = tmp_path / "study.yaml"
+    study.write_text(f"base: {TOY_CONFIG}\ngrid:\n  time.mode: []\n")
+    with pytest.raises(toflow.ConfigError, match=r"^grid.time.mode: give at least one value"):
+        load_study(study)
+
+
+def test_sample_refuses_more_than_memory_holds(tmp_path: Path, capsys):
+    from toflow.trainers import sample as sample_command
+
+    run = tmp_path / "run"
+    toflow.train(load_config(TOY_CONFIG, [*SMALL, "trainer.max_steps=1", f"trainer.log_dir={run}"]))
+    said = one_line(call_main(sample_command.main, [run, "--n", "100000000000"], capsys))
+    assert said.startswith("error: --n: 100,000,000,000 samples need about") and "GiB" in said
+
+
+def test_a_second_run_into_a_directory_in_use_is_refused_and_a_crash_frees_it(tmp_path: Path):
+    run = tmp_path / "run"
+    first = subprocess.Popen([*RUN, TOY_CONFIG, *SMALL, "trainer.max_steps=100000", f"trainer.log_dir={run}"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().startswith("data: ")  # the first run holds its directory
+        second = run_cli(*SMALL, "trainer.max_steps=1", f"trainer.log_dir={run}")
+        said = one_line(second)
+        assert f"trainer.log_dir: {run} is in use by another run (process {first.pid})" in said
+        for _ in range(600):  # until it has a checkpoint to resume from
+            if (run / "checkpoints" / "last.ckpt").exists():
+                break
+            time.sleep(0.5)
+    finally:
+        first.kill()  # a crash: no clean exit, the lock is not let go of by hand
+        first.communicate(timeout=60)
+    resumed = run_cli(*SMALL, "trainer.max_steps=3", f"trainer.log_dir={run}", "trainer.resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
+def test_a_failed_run_leaves_no_directory_without_a_checkpoint(tmp_path: Path, capsys):
+    run = tmp_path / "run"
+    done = call_main(run_command.main, [TOY_CONFIG, *SMALL, "solver.max_steps=1", f"trainer.log_dir={run}"], capsys)
+    assert done.returncode == 1 and "solver.max_steps" in done.stderr
+    assert not run.exists()
+
+
+def test_a_write_that_fails_midway_is_one_line_and_leaves_the_last_checkpoint_whole(tmp_path: Path):
+    import resource
+
+    run = tmp_path / "run"
+    toflow.train(load_config(TOY_CONFIG, [*SMALL, "trainer.max_steps=2", f"trainer.log_dir={run}"]))
+    last = run / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    def small_files():  # a file-size limit stands in for a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) // 2, len(before) // 2))
+
+    done = subprocess.run([*RUN, TOY_CONFIG, *SMALL, "trainer.max_steps=4", "trainer.resume=true",
+                           f"trainer.log_dir={run}"], capture_output=True, text=True, timeout=600,
+                          preexec_fn=small_files)
+    said = one_line(done)
+    assert "cannot write" in said and ("last.ckpt" in said or "best.ckpt" in said or "cannot use" in said), said
+    assert last.read_bytes() == before  # the last good state is whole
+    assert not [p for p in last.parent.iterdir() if p.name.startswith(".")]  # no scratch file left behind
+
+
+def test_the_commands_are_quiet(tmp_path: Path):
+    run = tmp_path / "run"
+    done = run_cli(*SMALL, "trainer.max_steps=2", f"trainer.log_dir={run}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    resumed = run_cli(*SMALL, "trainer.max_steps=3", f"trainer.log_dir={run}", "trainer.resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    for said in (done.stdout + done.stderr, resumed.stdout + resumed.stderr):
+        for banner in ("GPU available", "TPU available", "Tip:", "weights_only", "is not empty", "LOCAL_RANK"):
+            assert banner not in said, (banner, said[-2000:])
+    verbose = run_cli(*SMALL, "trainer.max_steps=1", f"trainer.log_dir={tmp_path / 'loud'}", "--verbose")
+    assert "GPU available" in verbose.stdout + verbose.stderr

@@ -98,9 +98,22 @@ def test_ffjord_parameter_counts():
 
 def test_missing_data_is_one_line_naming_the_files(tmp_path: Path):
     with pytest.raises(DataError) as info:
-        load_images("mnist", tmp_path)
+        load_images("mnist", tmp_path, download=False)
     message = str(info.value)
     assert "\n" not in message and "train-images-idx3-ubyte" in message and str(tmp_path) in message
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
+def test_a_download_that_cannot_reach_the_network_says_so_and_leaves_nothing(name, tmp_path: Path, monkeypatch):
+    # every address through a proxy that cannot answer: the network is unreachable for real
+    for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    monkeypatch.setattr("toflow.data.images.DEBIAN_FASHION", tmp_path / "no-debian")  # no local copy either
+    with pytest.raises(DataError) as info:
+        load_images(name, tmp_path / "data")
+    message = str(info.value)
+    assert "\n" not in message and "the download from http" in message and "data.download=false" in message
+    assert [p.name for p in (tmp_path / "data").iterdir()] == []  # no partial file to be taken for data
 
 
 def _gzipped_mnist(fake_mnist: Path) -> Path:
@@ -122,6 +135,14 @@ def test_gzipped_files_are_unpacked_once_and_read(fake_mnist: Path):
     assert images.shape == (48, 1, 28, 28)
     assert sorted(p.name for p in raw.iterdir() if not p.name.endswith(".gz")) == sorted(MNIST_FILES)
     assert torch.equal(load_images("mnist", fake_mnist, train=True), images)
+
+
+def test_a_gzip_file_cut_short_is_one_line(fake_mnist: Path):
+    raw = _gzipped_mnist(fake_mnist)
+    archive = raw / "train-images-idx3-ubyte.gz"
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"cannot unpack .*train-images-idx3-ubyte.gz: it is cut short or not a gzip"):
+        load_images("mnist", fake_mnist, download=False)
 
 
 def test_an_unpack_that_dies_midway_leaves_no_partial_file(fake_mnist: Path, monkeypatch):

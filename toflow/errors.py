@@ -28,6 +28,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint could not be used. The message is one line."""
 
 
+class WriteError(OSError):
+    """A file could not be written (a full disk, a size limit); what was there before is whole."""
+
+
 class SolverError(RuntimeError):
     """An integration could not finish: too many steps or a step size that underflowed."""
 

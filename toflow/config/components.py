@@ -106,6 +106,9 @@ def validate(cfg: RunConfig) -> None:
         value = get(cfg, key)
         if value not in allowed:
             raise ConfigError(f"{key}: '{value}' is not one of {', '.join(allowed)}")
+    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator: {cfg.trainer.accelerator} asked for, but torch finds no GPU on this "
+                          "machine; use cpu or auto")
     _ranges(cfg)
 
 

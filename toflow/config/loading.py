@@ -7,6 +7,8 @@ schema sees it. :func:`load_config` then validates the components (:mod:`toflow.
 from __future__ import annotations
 
 import difflib
+import re
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,19 +17,70 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
-from .schema import RunConfig, all_keys
+from .schema import RunConfig, all_keys, describe_type, field_type
+
+_MERGE = re.compile(r"Merge error: (\w+) is not a subclass of (\w+)\. value: (.*)")
+_VALUE = re.compile(r"(?:Value|Incompatible value) '(.*?)'")
 
 
-def one_line(err: OmegaConfBaseException, schema: type | None = None, what: str = "config") -> str:
-    """An OmegaConf error as one line naming the key; an unknown key gets the closest key
-    of ``schema`` (default :class:`RunConfig`) suggested."""
+def one_line(err: OmegaConfBaseException, schema: type | None = None, what: str = "config",
+             got: str | None = None) -> str:
+    """An OmegaConf error as one plain line naming the key and what it expects.
+
+    An unknown key gets the closest key of ``schema`` (default :class:`RunConfig`) suggested; a
+    value of the wrong type is described by the type the schema declares for it, and ``got``
+    (the value as given, where known) is quoted.
+    """
+    schema = schema or RunConfig
     key = getattr(err, "full_key", None) or what
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if "not in" in first or "Missing key" in first or "Key '" in first:
-        close = difflib.get_close_matches(key, all_keys(schema or RunConfig), n=1)
+        close = difflib.get_close_matches(key, all_keys(schema), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"{key}: unknown key{hint}"
-    return f"{key}: {first}"
+    merge = _MERGE.search(first)
+    if merge:  # a whole section given a value
+        section = next((f.name for f in fields(schema) if getattr(f.type, "__name__", f.type) == merge[2]), what)
+        return f"{section}: expected a section of keys, got {merge[3]}"
+    kind = field_type(schema, key)
+    if kind is None:
+        return f"{key}: {first}"
+    value = _VALUE.search(first)
+    if got is None:
+        got = "null" if value and value[1] == "None" else repr(value[1]) if value else "another kind of value"
+    return f"{key}: expected {describe_type(kind)}, got {got}"
+
+
+def parse_overrides(overrides: Sequence[str], separately: bool = False):
+    """``key=value`` strings as one config, each value read as YAML.
+
+    Args:
+        overrides: E.g. ``["model.hidden=[32,32]", "seed=1"]``.
+        separately: Return a list of one config per override instead of their merge.
+
+    Returns:
+        The config of the overrides (or the list of them).
+
+    Raises:
+        ConfigError: One line naming the override that is not ``key=value`` or whose value is not
+            readable (unbalanced brackets or quotes).
+    """
+    parsed = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{item}: an override must read key=value")
+        if not key.strip():
+            raise ConfigError(f"{item}: an override needs a key before '='")
+        try:
+            parsed.append(OmegaConf.from_dotlist([item]))
+        except yaml.YAMLError:
+            raise ConfigError(f"{key}: cannot read the value {value!r} (unbalanced brackets or quotes?)") from None
+        except OmegaConfBaseException as err:
+            raise ConfigError(one_line(err)) from None
+    if separately:
+        return parsed
+    return OmegaConf.merge(*parsed) if parsed else OmegaConf.create({})
 
 
 def _to_config(cfg: DictConfig) -> RunConfig:
@@ -36,6 +89,8 @@ def _to_config(cfg: DictConfig) -> RunConfig:
 
 def read_yaml(path: Path, what: str = "config"):
     """The YAML file ``path``, or a one-line :class:`ConfigError` naming the file, line and column."""
+    if path.is_dir():
+        raise ConfigError(f"{what}: {path} is a directory, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"{what}: file not found: {path}")
     try:
@@ -73,15 +128,25 @@ def read_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             loaded = read_yaml(path)
             if not isinstance(loaded, DictConfig):
                 raise ConfigError(f"config: {path} does not hold a mapping of keys")
+            if not loaded:
+                raise ConfigError(f"config: {path} is empty; every setting would be a default (name one, e.g. "
+                                  "configs/toy_checkerboard_quick.yaml, or give a file of keys)")
             schema = OmegaConf.merge(schema, loaded)
             if "name" not in loaded:
                 schema.name = path.stem
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"{item}: an override must read key=value")
-        if overrides:
-            schema = OmegaConf.merge(schema, OmegaConf.from_dotlist(list(overrides)))
-        return _to_config(schema)
+        for item, override in zip(overrides, parse_overrides(overrides, separately=True)):
+            key, _, value = item.partition("=")
+            try:
+                schema = OmegaConf.merge(schema, override)
+            except OmegaConfBaseException as err:
+                raise ConfigError(one_line(err, got=value or "null")) from None
+            except TypeError:  # OmegaConf's refusal to merge a mapping into a list or a number
+                kind = field_type(RunConfig, key.strip())
+                expected = describe_type(kind) if kind is not None else "another kind of value"
+                raise ConfigError(f"{key.strip()}: expected {expected}, got {value or 'null'}") from None
+        cfg = _to_config(schema)
+        OmegaConf.structured(cfg)  # refuses what the merge let into a section of names (a mapping as a number)
+        return cfg
     except OmegaConfBaseException as err:
         raise ConfigError(one_line(err)) from None
 
@@ -139,12 +204,21 @@ def numbers(values: dict, prefix: str = ""):
 RESUMABLE = ("trainer.", "optim.", "data.root", "data.batch_size", "data.test_size", "name")
 
 
-def changed_keys(saved: RunConfig, given: RunConfig) -> list[str]:
-    """The keys, with both values, where ``given`` changes what the run ``saved`` learns or how."""
+def changed_keys(saved: RunConfig, given: RunConfig, allowed: tuple = RESUMABLE) -> list[str]:
+    """The keys, with both values, where ``given`` changes what the run ``saved`` learns or how.
+
+    Args:
+        saved: The config a run was trained with.
+        given: The config asked for now.
+        allowed: Keys (or prefixes ending in ``.``) that may change.
+
+    Returns:
+        One ``key: saved in the run, given given`` phrase per changed key.
+    """
     before, after = dict(_flat(to_dict(saved))), dict(_flat(to_dict(given)))
     keys = sorted(before.keys() | after.keys())
     return [f"{key}: {before.get(key)!r} in the run, {after.get(key)!r} given" for key in keys
-            if not key.startswith(RESUMABLE) and before.get(key) != after.get(key)]
+            if not key.startswith(allowed) and before.get(key) != after.get(key)]
 
 
 def _flat(values: dict, prefix: str = ""):

@@ -8,6 +8,7 @@ config is validated (:mod:`toflow.config.components`).
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Dict, List, Optional
 
@@ -20,6 +21,7 @@ class DataConfig:
     test_size: int = 5000  # toy: size of the held-out set; images: the first test_size test images
     resize: Optional[int] = None  # images: side length to resize to (e.g. 14 for CPU runs)
     subset: Optional[int] = None  # images: train on the first `subset` training images only
+    download: bool = True  # images: let torchvision fetch MNIST, Fashion-MNIST and CIFAR-10 into root
 
 
 @dataclass
@@ -125,3 +127,33 @@ def all_keys(schema: type, prefix: str = "") -> List[str]:
         else:
             keys.append(name)
     return keys
+
+
+def field_type(schema: type, key: str):
+    """The declared type of the dotted ``key`` in ``schema`` (a dataclass), or None if it has none."""
+    current: object = schema
+    for part in key.replace("[", ".[").split("."):
+        origin, args = typing.get_origin(current), typing.get_args(current)
+        if origin in (dict, Dict) or origin in (list, List) and part.startswith("["):
+            current = args[-1]  # an entry of a section of names, an element of a list
+        elif is_dataclass(current) and part in typing.get_type_hints(current):
+            current = typing.get_type_hints(current)[part]
+        else:
+            return None
+    return current
+
+
+def describe_type(kind) -> str:
+    """What a value of the declared type ``kind`` looks like, in words."""
+    if is_dataclass(kind):
+        return "a section of keys"
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is typing.Union and type(None) in args:
+        inner = [a for a in args if a is not type(None)][0]
+        return f"{describe_type(inner)} or null"
+    if origin in (list, List):
+        return f"a list of {describe_type(args[0]).removeprefix('a ').removeprefix('an ')}s, e.g. [64,64]"
+    if origin in (dict, Dict):
+        return "a section of name: number entries, e.g. {kinetic: 0.01}"
+    words = {int: "a whole number", float: "a number", bool: "true or false", str: "a name"}
+    return words.get(kind, getattr(kind, "__name__", str(kind)))

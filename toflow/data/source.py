@@ -61,7 +61,7 @@ def data_sets() -> tuple[str, ...]:
 
 
 def check_data(name: str, root: str = "data", batch_size: int = 512, test_size: int = 5000,
-               resize: int | None = None, subset: int | None = None) -> None:
+               resize: int | None = None, subset: int | None = None, download: bool = True) -> None:
     """Refuse a data setting out of range (one line naming its key), before anything is read."""
     if name not in data_sets():
         raise ValueError(f"data.name: '{name}' is not one of {', '.join(data_sets())}")
@@ -79,7 +79,7 @@ def event_shape(name: str, resize: int | None = None) -> tuple:
 
 
 def make_source(name: str, seed: int = 0, root: str = "data", test_size: int = 5000, resize: int | None = None,
-                subset: int | None = None) -> DataSource:
+                subset: int | None = None, download: bool = True) -> DataSource:
     """The data set ``name``: its test set now, its training batches on demand."""
     check_data(name, root, test_size=test_size, resize=resize, subset=subset)
     if name in TOY_SETS:
@@ -87,7 +87,7 @@ def make_source(name: str, seed: int = 0, root: str = "data", test_size: int = 5
                           f"generated: training stream from seed {seed}, a fixed test set of {test_size}")
     where = origin(name, root)
     n_levels = levels(name)
-    train = load_images(name, root, train=True, resize=resize, subset=subset)
-    test = load_images(name, root, train=False, resize=resize)[:test_size]
+    train = load_images(name, root, train=True, resize=resize, subset=subset, download=download)
+    test = load_images(name, root, train=False, resize=resize, download=download)[:test_size]
     return DataSource(name, tuple(train.shape[1:]), image_test_set(test, n_levels), n_levels, train, seed,
                       f"{len(train)} training and {len(test)} test images from {where}")

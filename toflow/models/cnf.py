@@ -124,7 +124,7 @@ class Flow(nn.Module):
         return standard_normal_logprob(z) + log_det
 
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
-               fraction: float = 1.0) -> Tensor:
+               fraction: float = 1.0, batch_size: int | None = None) -> Tensor:
         """Samples: z ~ N(0, temperature^2 I) mapped back to data space by :meth:`inverse`.
 
         Args:
@@ -132,13 +132,18 @@ class Flow(nn.Module):
             temperature: The noise's standard deviation (1: the model itself).
             generator: Where z is drawn from (default: torch's global stream).
             fraction: Part of the way back only (see :meth:`inverse`).
+            batch_size: Map z back this many at a time (default: all at once), to bound the memory
+                the solves hold; z is drawn at once either way.
 
         Returns:
             The samples, shape ``(n, *event_shape)``.
         """
         ref = self.end_times()[0].T
-        z = torch.randn((n, *self.latent_shape), dtype=ref.dtype, device=ref.device, generator=generator)
-        return self.inverse(temperature * z) if fraction == 1.0 else self.inverse(temperature * z, fraction)
+        z = temperature * torch.randn((n, *self.latent_shape), dtype=ref.dtype, device=ref.device, generator=generator)
+        kwargs = {} if fraction == 1.0 else {"fraction": fraction}
+        if batch_size is None or n <= batch_size:
+            return self.inverse(z, **kwargs)
+        return torch.cat([self.inverse(chunk, **kwargs) for chunk in z.split(batch_size)])
 
     def end_times(self) -> list[EndTime]:
         """The :class:`EndTime` of each block; ``.T`` is its parameter."""

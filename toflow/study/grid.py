@@ -11,6 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..config import load_config, one_line, read_yaml
+from ..config.loading import parse_overrides
 from ..errors import ConfigError
 
 
@@ -43,6 +44,8 @@ def arms(grid: dict) -> list[Arm]:
     """The cartesian product of the grid's axes, in the order they are written."""
     axes = []
     for key, values in grid.items():
+        if isinstance(values, (dict, DictConfig, list, tuple, ListConfig)) and not len(values):
+            raise ConfigError(f"grid.{key}: give at least one value or labelled bundle")
         if isinstance(values, (dict, DictConfig)):
             axes.append([((key, str(label)), tuple(f"{k}={_value(v)}" for k, v in bundle.items()))
                          for label, bundle in values.items()])
@@ -105,7 +108,7 @@ def load_study(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
     """
     loaded = read_yaml(Path(path), "study")
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(StudyConfig), loaded, OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(OmegaConf.structured(StudyConfig), loaded, parse_overrides(overrides))
         study = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise ConfigError(one_line(err, StudyConfig, "study")) from None

@@ -20,9 +20,10 @@ from ..errors import (
     Stopped,
     TrainingFailed,
     UsageError,
+    WriteError,
 )
 
-BAD_INPUT = (ConfigError, DataError, CheckpointError, UsageError)
+BAD_INPUT = (ConfigError, DataError, CheckpointError, UsageError, WriteError)
 
 
 def _bad_input() -> tuple:
@@ -52,8 +53,14 @@ def run_command(parser: argparse.ArgumentParser, body: Callable[[argparse.Namesp
         print(f"{stop}", file=sys.stderr)
         return 128 + stop.signum
     except Exception as err:
-        if args.debug or not isinstance(err, (*_bad_input(), SolverError, TrainingFailed)):
+        if args.debug or not isinstance(err, (*_bad_input(), SolverError, TrainingFailed, OSError)):
             raise
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        print(f"error: {first}", file=sys.stderr)
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return 1 if isinstance(err, (SolverError, TrainingFailed)) else 2
+
+
+def _one_line(err: Exception) -> str:
+    """The error's first line; a file system's refusal as what could not be done to which file."""
+    if isinstance(err, OSError) and not isinstance(err, WriteError) and err.strerror:
+        return f"cannot use {err.filename or 'a file'} ({err.strerror})"
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

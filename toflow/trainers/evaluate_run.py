@@ -9,7 +9,8 @@ from typing import Sequence
 
 from omegaconf import OmegaConf
 
-from ..config import from_dict
+from ..config import changed_keys, from_dict
+from ..config.loading import parse_overrides
 from ..errors import ConfigError
 from .load import find_checkpoint
 from .module import FlowModule
@@ -33,9 +34,17 @@ def evaluate(target: str | Path, overrides: Sequence[str] = ()) -> dict:
     return scores
 
 
+# what an evaluation may change: how it evaluates and where its data lie, not what was trained
+EVALUATION_KEYS = ("solver.", "data.root", "data.test_size", "trainer.", "name")
+
+
 def _overridden(values: dict, overrides: Sequence[str]):
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"{item}: an override must read key=value")
-    merged = OmegaConf.merge(OmegaConf.create(values), OmegaConf.from_dotlist(list(overrides)))
-    return from_dict(OmegaConf.to_container(merged))
+    trained = from_dict(values)
+    merged = OmegaConf.merge(OmegaConf.create(values), parse_overrides(overrides))
+    given = from_dict(OmegaConf.to_container(merged))
+    changed = changed_keys(trained, given, EVALUATION_KEYS)
+    if changed:
+        may = ", ".join(key + "*" if key.endswith(".") else key for key in EVALUATION_KEYS)
+        raise ConfigError(f"evaluate: the checkpoint was trained with another model or method; {'; '.join(changed)} "
+                          f"(an evaluation may change {may})")
+    return given

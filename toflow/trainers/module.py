@@ -56,7 +56,7 @@ class FlowModule(pl.LightningModule):
         self.cfg = cfg
         self.save_hyperparameters({"config": to_dict(cfg)}, logger=False)
         d = cfg.data
-        self.source = source or make_source(d.name, cfg.seed, d.root, d.test_size, d.resize, d.subset)
+        self.source = source or make_source(d.name, cfg.seed, d.root, d.test_size, d.resize, d.subset, d.download)
         self.flow = build_flow(cfg)
         self.objective = OBJECTIVES.build(**asdict(cfg.objective))
         self.automatic_optimization = False

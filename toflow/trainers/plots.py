@@ -28,10 +28,15 @@ def density_grid(flow, n: int = 100, limit: float = LIMIT, batch_size: int = 250
     return logp.exp().reshape(n, n).cpu()
 
 
+SAMPLE_BATCH = 10000  # samples mapped back at a time
+
+
 def samples(flow, n: int = 2000, seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
-    """``n`` samples drawn at ``temperature`` from a generator seeded with ``seed``."""
+    """``n`` samples drawn at ``temperature`` from a generator seeded with ``seed``, mapped back
+    ``SAMPLE_BATCH`` at a time."""
     with evaluating(flow):
-        return flow.sample(n, temperature=temperature, generator=torch.Generator().manual_seed(seed)).cpu()
+        generator = torch.Generator().manual_seed(seed)
+        return flow.sample(n, temperature=temperature, generator=generator, batch_size=SAMPLE_BATCH).cpu()
 
 
 def figure_2d(flow, data: torch.Tensor, title: str = "", limit: float = LIMIT, grid: int = 100):

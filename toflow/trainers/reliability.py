@@ -1,10 +1,13 @@
-"""What keeps a long run safe: atomic checkpoints, a checkpoint on SIGTERM/SIGINT, and
-refusing checkpoints that are truncated, altered or not toflow's.
+"""What keeps a long run safe: one run to a directory (a lock a crash does not leave stuck),
+atomic checkpoints and text files, a checkpoint on SIGTERM/SIGINT, and refusing checkpoints that
+are truncated, altered or not toflow's.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import signal
 import tempfile
 from contextlib import contextmanager
@@ -14,7 +17,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from ..errors import CheckpointError, Interrupted, Stopped
+from ..errors import CheckpointError, ConfigError, Interrupted, Stopped, WriteError
+from ..provenance import last_checkpoint
 
 
 @contextmanager
@@ -38,14 +42,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as err:
+            raise WriteError(f"cannot write the checkpoint {path} ({err.strerror or err})") from None
         try:
             with os.fdopen(handle, "wb") as file:
                 torch.save(checkpoint, file)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as err:  # torch.save reports a failed write as a RuntimeError
+            Path(tmp).unlink(missing_ok=True)
+            why = err.strerror if isinstance(err, OSError) and err.strerror else "the write failed: a full disk?"
+            raise WriteError(f"cannot write the checkpoint {path} ({why}); the one before it is whole") from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -59,12 +70,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file of its own beside ``path``, then rename it into place:
     a reader sees the old text or the new, and processes writing at once do not collide."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise WriteError(f"cannot write {path} ({err.strerror or err})") from None
     try:
         with os.fdopen(handle, "w") as file:
             file.write(text)
         os.chmod(tmp, 0o644)  # as a file written plainly would be, not mkstemp's owner-only
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(f"cannot write {path} ({err.strerror or err}); the file is as it was") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -79,8 +96,11 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a damaged file
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint: {path} is truncated, altered or not a checkpoint ({reason})") from None
+        if "weights only" in str(err).lower():
+            raise CheckpointError(f"checkpoint: {path} holds Python objects besides tensors and plain values, which "
+                                  "toflow does not load (weights_only); it was not written by toflow") from None
+        raise CheckpointError(f"checkpoint: {path} cannot be read as a checkpoint: it is truncated, altered or "
+                              "another kind of file") from None
     if not isinstance(checkpoint, dict) or not {"state_dict", "toflow", "hyper_parameters"} <= checkpoint.keys():
         raise CheckpointError(f"checkpoint: {path} is not a toflow checkpoint")
     return checkpoint
@@ -113,7 +133,7 @@ class StopOnSignal(pl.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         if self.received is None:
             return
-        trainer.save_checkpoint(self.last_checkpoint)
+        trainer.save_checkpoint(self.last_checkpoint, weights_only=False)
         raise Interrupted(self.received, trainer.global_step, self.last_checkpoint)
 
     def on_fit_end(self, trainer, module) -> None:
@@ -126,3 +146,49 @@ class StopOnSignal(pl.Callback):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
+
+
+def _distributed_child() -> bool:
+    """Whether this process is one a data-parallel launcher started (its run is its first process's)."""
+    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+
+
+def _lock(run_dir: Path):
+    """This process's exclusive lock on ``run_dir`` (its ``.lock`` file), released when the process
+    ends however it ends; a directory another run holds is refused in one line."""
+    handle = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise ConfigError(f"trainer.log_dir: {run_dir} is in use by another run (process {holder}); wait for it to "
+                          "end or choose another trainer.log_dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+@contextmanager
+def run_directory(run_dir: Path):
+    """Within: ``run_dir`` exists and this process holds it (see :func:`_lock`). A run that fails
+    before its first checkpoint leaves no directory behind, where it made the directory itself."""
+    existed = run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"trainer.log_dir: cannot make the run directory {run_dir} ({err.strerror or err})") \
+            from None
+    handle = None if _distributed_child() else _lock(run_dir)
+    try:
+        yield run_dir
+    except BaseException:
+        if not existed and not last_checkpoint(run_dir).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        if handle is not None:
+            handle.close()

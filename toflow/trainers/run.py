@@ -22,6 +22,9 @@ def config_of(args: argparse.Namespace) -> RunConfig:
     run = Path(args.resume)
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"--resume: {run} holds no run (no config.yaml)")
+    if args.config and "=" not in args.config:
+        raise ConfigError(f"--resume: {run} continues with its own config; leave {args.config} out (key=value "
+                          "overrides may follow)")
     overrides = ([args.config] if args.config else []) + list(args.overrides)
     return load_config(run / "config.yaml", [*overrides, "trainer.resume=true", f"trainer.log_dir={run}"])
 

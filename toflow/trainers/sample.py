@@ -19,7 +19,7 @@ from .commands import run_command
 def _sample(args: argparse.Namespace) -> int:
     from ..data import IMAGE_SETS  # torch loads only once the arguments are accepted
     from .load import load_trained
-    from .sampling import FORMATS, draw, save
+    from .sampling import FORMATS, draw, free_memory, memory_needed, save
 
     loaded = load_trained(args.run, args.which)
     out = Path(args.out) if args.out else loaded.checkpoint.parent.parent / "sampled.png"
@@ -28,6 +28,10 @@ def _sample(args: argparse.Namespace) -> int:
     n = args.n if args.n is not None else (64 if loaded.cfg.data.name in IMAGE_SETS else 2000)
     if n < 1 or not args.temperature > 0:
         raise UsageError(f"--n and --temperature: must be positive, got {n} and {args.temperature}")
+    need, free = memory_needed(loaded.flow, n), free_memory()
+    if need > free / 2:
+        raise UsageError(f"--n: {n:,} samples need about {need / 2**30:.1f} GiB, more than half the memory free on "
+                         f"this machine ({free / 2**30:.1f} GiB); ask for fewer, in several calls with other --seed")
     drawn, nfe = draw(loaded.flow, n, args.temperature, args.seed)
     save(drawn, loaded.flow, out, f"{loaded.cfg.name}: {n} samples, step {loaded.step}")
     print(f"{n} samples from {loaded.checkpoint} (step {loaded.step}), temperature {args.temperature}, seed "

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,17 @@ import torch
 from .plots import LIMIT, density_grid, plt, samples
 
 FORMATS = (".png", ".pt", ".npy")
+
+
+def memory_needed(flow, n: int) -> int:
+    """Bytes that ``n`` samples take while they are drawn: the noise, the samples and their copy on the CPU."""
+    ref = flow.end_times()[0].T
+    return 3 * n * math.prod(flow.latent_shape) * ref.element_size()
+
+
+def free_memory() -> int:
+    """Bytes of memory free on this machine now."""
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def draw(flow, n: int, temperature: float = 1.0, seed: int = 0) -> tuple[torch.Tensor, int]:

@@ -13,12 +13,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from ..config import RunConfig, changed_keys, from_dict, read_yaml, to_dict, to_yaml
+from ..config import RunConfig, changed_keys, from_dict, to_dict, to_yaml
 from ..data import DataSource
 from ..errors import ConfigError, Interrupted
 from ..provenance import RUN_DIR_ENV, last_checkpoint, machine, provenance, run_dir_of
@@ -26,12 +25,12 @@ from .animation import animate
 from .callbacks import DensityPlots, SampleGrids, save_grid
 from .module import FlowModule
 from .plots import figure_2d
-from .reliability import AtomicCheckpointIO, StopOnSignal, load_checkpoint, write_text_atomic
+from .reliability import AtomicCheckpointIO, StopOnSignal, load_checkpoint, run_directory, write_text_atomic
 
 # Lightning notices that say nothing about this run
 QUIET = (".*manual optimization and every_n_train_steps.*", ".*`weights_only` was not set.*",
          ".*isinstance\\(treespec, LeafSpec\\).*", ".*does not have many workers.*",
-         ".*litlogger.*")
+         ".*litlogger.*", ".*exists and is not empty.*")
 
 HPARAM_METRICS = ("test_nll", "test_bpd", "nfe_forward_mean", "nfe_backward_mean", "time_per_iter_s", "wall_s",
                   "sample_nfe")
@@ -39,22 +38,16 @@ SUMMARY_KEYS = ("test_nll", "nfe_forward_mean", "nfe_backward_mean", "time_per_i
                 "end_times", "params", "sample_nfe")
 
 
-def saved_config(run_dir: Path) -> RunConfig:
-    """The config a run was trained with (its ``config.yaml``)."""
-    return from_dict(OmegaConf.to_container(read_yaml(Path(run_dir) / "config.yaml", "trainer.resume")))
-
-
 def _checkpoint_path(run_dir: Path, cfg: RunConfig) -> Path | None:
     last = last_checkpoint(run_dir)
     if cfg.trainer.resume:
         if not last.is_file():
             raise ConfigError(f"trainer.resume: no checkpoint to resume at {last}")
-        load_checkpoint(last)  # refuse a damaged file before anything starts
-        if (run_dir / "config.yaml").is_file():
-            changed = changed_keys(saved_config(run_dir), cfg)
-            if changed:
-                raise ConfigError(f"trainer.resume: {run_dir} was trained with another model or method; "
-                                  + "; ".join(changed))
+        checkpoint = load_checkpoint(last)  # refuses a damaged file before anything starts
+        changed = changed_keys(from_dict(checkpoint["hyper_parameters"]["config"]), cfg)  # the checkpoint's own
+        if changed:
+            raise ConfigError(f"trainer.resume: {run_dir} was trained with another model or method; "
+                              + "; ".join(changed))
         return last
     if last.exists():
         raise ConfigError(f"trainer.log_dir: {run_dir} already holds a run; pass trainer.resume=true to "
@@ -113,14 +106,18 @@ def train(cfg: RunConfig, callbacks: list | None = None, source: DataSource | No
 
 
 def _train(cfg: RunConfig, callbacks: list | None, source: DataSource | None) -> dict:
-    run_dir = run_dir_of(cfg.trainer.log_dir, cfg.name)
-    ckpt_path = _checkpoint_path(run_dir, cfg)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
-    except OSError as err:
-        raise ConfigError(f"trainer.log_dir: cannot write the run directory {run_dir} ({err.strerror or err})") \
-            from None
+    with run_directory(run_dir_of(cfg.trainer.log_dir, cfg.name)) as run_dir:
+        ckpt_path = _checkpoint_path(run_dir, cfg)
+        try:
+            write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
+        except OSError as err:
+            raise ConfigError(f"trainer.log_dir: cannot write the run directory {run_dir} "
+                              f"({err.strerror or err})") from None
+        return _run(cfg, run_dir, ckpt_path, callbacks, source)
+
+
+def _run(cfg: RunConfig, run_dir: Path, ckpt_path: Path | None, callbacks: list | None,
+         source: DataSource | None) -> dict:
     module = _module(cfg, source)
     trainer = _trainer(cfg, run_dir, module, callbacks)
     _fit(trainer, module, ckpt_path, run_dir, distributed=cfg.trainer.devices * cfg.trainer.num_nodes > 1)
@@ -181,9 +178,9 @@ def _fit(trainer: pl.Trainer, module: FlowModule, ckpt_path: Path | None, run_di
         try:
             trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
         except SIGTERMException:  # Lightning stops between two steps on SIGTERM
-            trainer.save_checkpoint(last)
+            trainer.save_checkpoint(last, weights_only=False)  # the whole state, to resume from
             raise Interrupted(signal.SIGTERM, trainer.global_step, last) from None
-        trainer.save_checkpoint(last)
+        trainer.save_checkpoint(last, weights_only=False)  # the whole state, to resume from
     finally:
         if distributed:
             os.environ.pop(RUN_DIR_ENV, None)
