@@ -162,13 +162,22 @@ class FlowMatching:
             raise ValueError(f"objective.sigma: must be non-negative, got {self.sigma}")
         COUPLINGS[self.coupling]  # refuses an unregistered one
 
-    def check(self, flow) -> None:
-        """Refuse a flow flow matching cannot train, in one line that says why."""
+    def check(self, flow: Flow, warm_start: bool = False) -> None:
+        """Refuse a flow flow matching cannot train, in one line that says why.
+
+        Args:
+            flow: The flow.
+            warm_start: Flow matching only warms the flow up for another objective, whose end-time
+                mode and regularisers apply after it (T stays at T0 until then).
+        """
         blocks = flow.blocks()
+        key = "warm_start.steps" if warm_start else "objective.name"
         if len(blocks) != 1:
-            raise ValueError(f"objective.name: flow matching trains one vector field that carries the whole "
+            raise ValueError(f"{key}: flow matching trains one vector field that carries the whole "
                              f"distribution, and this flow has {len(blocks)} CNF blocks; for images set "
                              "model.scales=1 (and model.num_blocks=1)")
+        if warm_start:
+            return
         if blocks[0].end_time.mode != "fixed":
             raise ValueError(f"time.mode: flow matching learns the field on a fixed [t0, T]; "
                              f"'{blocks[0].end_time.mode}' moves T, use time.mode=fixed")
@@ -195,7 +204,8 @@ class FlowMatching:
         block = flow.blocks()[0]
         y = flow.prepare(x)
         z = COUPLINGS[self.coupling]().pair(y, torch.randn_like(y))
-        t0, T = float(block.end_time.t0), float(block.end_time.end().detach())
+        end_time = block.end_time  # a drawing mode (STEER) warmed up by flow matching learns on [t0, T0]
+        t0, T = float(end_time.t0), end_time.T0 if end_time.kind.draws else float(end_time.end().detach())
         t = t0 + (T - t0) * torch.rand(len(y), dtype=y.dtype, device=y.device)
         psi, u = interpolation(y, z, t, t0, T)
         if self.sigma > 0:

@@ -82,7 +82,27 @@ def _components(cfg: RunConfig) -> None:
     """Build every section's component with its own fields; a refusal is a ValueError naming the key."""
     check_data(**asdict(cfg.data))
     with torch.device("meta"):  # every constructor runs, nothing is allocated
-        OBJECTIVES.build(**asdict(cfg.objective)).check(build_flow(cfg))
+        flow = build_flow(cfg)
+        OBJECTIVES.build(**asdict(cfg.objective)).check(flow)
+        warm_start = warm_start_objective(cfg)
+        if warm_start is not None:
+            warm_start.check(flow, warm_start=True)
+
+
+def warm_start_objective(cfg: RunConfig):
+    """Flow matching for the ``warm_start`` steps, or None where there are none."""
+    w = cfg.warm_start
+    if w.steps < 0:
+        raise ValueError(f"warm_start.steps: must be non-negative, got {w.steps}")
+    if w.steps == 0:
+        for key in ("coupling", "sigma"):
+            if getattr(w, key) is not None:
+                raise ValueError(f"warm_start.{key}: not used without warm_start.steps")
+        return None
+    if cfg.objective.name == "flow_matching":
+        raise ValueError("warm_start.steps: the objective is flow matching already; a warm start is flow matching "
+                         "before another objective")
+    return OBJECTIVES.build("flow_matching", coupling=w.coupling, sigma=w.sigma)
 
 
 def validate(cfg: RunConfig) -> None:

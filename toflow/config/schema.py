@@ -70,6 +70,13 @@ class ObjectiveConfig:
 
 
 @dataclass
+class WarmStartConfig:
+    steps: int = 0  # flow-matching steps before the objective's own (0: none)
+    coupling: Optional[str] = None  # flow matching's coupling of its pairs in those steps
+    sigma: Optional[float] = None  # flow matching's noise on the path in those steps
+
+
+@dataclass
 class OptimConfig:
     lr: float = 1.0e-3
     weight_decay: float = 1.0e-5
@@ -93,6 +100,7 @@ class TrainerConfig:
     max_bad_steps: int = 10  # non-finite steps skipped in a row before the run stops
     sample_temperature: float = 1.0  # images: temperature of the sample grids
     animate_frames: int = 0  # at the end, flow.gif with this many frames from t0 to T (0: none)
+    init_from: Optional[str] = None  # start from the flow (weights and end times) of this run or checkpoint
     tolerance_check: str = "final"  # evaluate again 10x tighter: the final score only | every evaluation
 
 
@@ -106,6 +114,7 @@ class RunConfig:
     solver: SolverConfig = field(default_factory=SolverConfig)
     regularizers: Dict[str, float] = field(default_factory=dict)  # registered name -> coefficient
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 

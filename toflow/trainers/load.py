@@ -42,6 +42,12 @@ class Loaded(NamedTuple):
     step: int
 
 
+def flow_state(checkpoint: dict) -> dict:
+    """The flow's weights and end times in a training checkpoint (its module's ``flow.*`` entries)."""
+    prefix = "flow."
+    return {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
+
+
 def load_trained(target: str | Path, which: str = "best", map_location: str = "cpu") -> Loaded:
     """A run's trained flow, with its config, checkpoint file and step (see :func:`load_flow`).
 
@@ -57,10 +63,8 @@ def load_trained(target: str | Path, which: str = "best", map_location: str = "c
     checkpoint = load_checkpoint(path)
     cfg = from_dict(checkpoint["hyper_parameters"]["config"])
     flow = build_flow(cfg)
-    prefix = "flow."
-    state = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
     try:
-        flow.load_state_dict(state)
+        flow.load_state_dict(flow_state(checkpoint))
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint: {path} does not fit the flow its config describes ({first})") from None

@@ -18,19 +18,22 @@ import copy
 import time
 from contextlib import ExitStack
 from dataclasses import asdict
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import RunConfig, to_dict
-from ..config.components import build_flow
+from ..config import RunConfig, changed_keys, from_dict, to_dict
+from ..config.components import build_flow, warm_start_objective
 from ..data import DataSource, bits_per_dim, make_source
-from ..errors import DataError, TrainingFailed
+from ..errors import ConfigError, DataError, TrainingFailed
 from ..objectives import OBJECTIVES
 from ..solvers import NonFiniteError
 from ..solvers.auto import footprint_of
 from .evaluation import EVAL_SEED, checked_scores, evaluating, mean_nll, tightened
+from .load import find_checkpoint, flow_state
+from .reliability import load_checkpoint
 from .temporal import TimeStep, temporal_step, time_optimizer
 
 
@@ -59,6 +62,7 @@ class FlowModule(pl.LightningModule):
         self.source = source or make_source(d.name, cfg.seed, d.root, d.test_size, d.resize, d.subset, d.download)
         self.flow = build_flow(cfg)
         self.objective = OBJECTIVES.build(**asdict(cfg.objective))
+        self.warm_start = warm_start_objective(cfg)  # flow matching for the first warm_start.steps, or None
         self.automatic_optimization = False
         self.batches_done = 0
         # running totals over the whole run (kept across resumes)
@@ -75,6 +79,29 @@ class FlowModule(pl.LightningModule):
         self._validation = ExitStack()
         self._resumed_rng: torch.Tensor | None = None
         self._val_sum, self._val_tight_sum, self._val_count = 0.0, 0.0, 0
+
+    def start_from(self, target: str) -> Path:
+        """Take the flow of another run (``trainer.init_from``): its weights and end times, from its
+        ``best.ckpt`` (else ``last.ckpt``) or the checkpoint file named; the optimizers and the step
+        count start afresh. A flow of another shape is refused in one line naming the keys that differ.
+
+        Args:
+            target: A run directory or a ``.ckpt`` file.
+
+        Returns:
+            The checkpoint read.
+        """
+        path = find_checkpoint(target)
+        checkpoint = load_checkpoint(path)
+        try:
+            self.flow.load_state_dict(flow_state(checkpoint))
+        except RuntimeError:
+            source = from_dict(checkpoint["hyper_parameters"]["config"])
+            differ = [change for change in changed_keys(source, self.cfg, allowed=())
+                      if change.startswith(("data.name", "data.resize", "model."))]
+            what = "; ".join(differ) if differ else "its weights do not fit this config's flow"
+            raise ConfigError(f"trainer.init_from: {path} holds a flow of another shape; {what}") from None
+        return path
 
     def _end_time_of(self, parameter_name: str):
         return self.get_submodule(parameter_name.rsplit(".", 1)[0])
@@ -157,9 +184,13 @@ class FlowModule(pl.LightningModule):
             # step (at the end of fit, on a signal) restores one ahead: log where the curves left off
             self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
         optimizers, time_opt = self._optimizers()
+        warming = self.warming_up
+        if self.warm_start is not None and self.trainer.global_step == self.cfg.warm_start.steps:
+            optimizers[0].optimizer.state.clear()  # the switch: Adam's moments belong to the other loss
+        time_opt = None if warming else time_opt  # T stays at T0 until the objective's own steps
         self.flow.reset_nfe()
         self.batches_done += 1
-        loss, parts, problem = self._loss(x)
+        loss, parts, problem = self._loss(x, self.warm_start if warming else self.objective)
         if self._any_process(problem is not None):
             return self._skip(problem or "another process's step", optimizers)
         grad_norm, problem = self._backward(loss, optimizers[0])
@@ -175,12 +206,17 @@ class FlowModule(pl.LightningModule):
         self._log_step(loss, parts, grad_norm, step, time.perf_counter() - started)
         return loss.detach()
 
-    def _loss(self, x: torch.Tensor) -> tuple:
+    @property
+    def warming_up(self) -> bool:
+        """Whether this step is one of the warm start's (flow matching before the objective's own)."""
+        return self.warm_start is not None and self.trainer.global_step < self.cfg.warm_start.steps
+
+    def _loss(self, x: torch.Tensor, objective) -> tuple:
         """``(loss, parts, None)``, or ``(None, None, what)`` when the batch, the state or the loss is not finite."""
         if not torch.isfinite(x).all():
             return None, None, "batch"
         try:
-            loss, parts = self.objective(self.flow, x, self.source.dim, self.source.levels)
+            loss, parts = objective(self.flow, x, self.source.dim, self.source.levels)
         except NonFiniteError:
             return None, None, "state"
         return loss, parts, (None if torch.isfinite(loss) else "loss")
@@ -210,9 +246,7 @@ class FlowModule(pl.LightningModule):
             self.totals[key] += value
         log = {"train/loss": loss.detach(), "nfe/forward": nfe_forward, "nfe/backward": nfe_backward,
                "train/grad_norm": grad_norm.detach(), "time/step_s": step_time}
-        regularizers = {r.name for r in self.flow.regularizers}
-        log.update({f"{'reg' if name in regularizers else 'train'}/{name}": value.detach()
-                    for name, value in parts.items()})
+        self._log_parts(parts)
         temporal = [et.regularization().detach() for et in self.flow.end_times() if et.has_own_optimizer]
         if temporal:
             log["reg/temporal"] = sum(temporal)
@@ -222,6 +256,19 @@ class FlowModule(pl.LightningModule):
         self.log("T", float(self.flow.end_times()[0].T.detach()), prog_bar=True, logger=False)
         self.log("nfe", nfe_forward + nfe_backward, prog_bar=True, logger=False)
         self.log("loss", loss.detach(), prog_bar=True, logger=False)
+
+    def _log_parts(self, parts: dict) -> None:
+        """The objective's parts (``train/nll``, ``train/fm_mse``, ``reg/<name>``...), written for this
+        step only: Lightning would log a part again at every later step, and a warm start's parts
+        change at its switch."""
+        if not parts or self._trainer is None:
+            return
+        regularizers = {r.name for r in self.flow.regularizers}
+        values = self.reduce_mean(torch.stack([value.detach().double() for value in parts.values()])).tolist()
+        if self.trainer.is_global_zero and self.logger is not None:
+            step = self.trainer.fit_loop.epoch_loop._batches_that_stepped  # where Lightning logs this step
+            for name, value in zip(parts, values):
+                self.logger.experiment.add_scalar(f"{'reg' if name in regularizers else 'train'}/{name}", value, step)
 
     # ---------------------------------------------------------------- non-finite steps
     def _any_process(self, flag: bool) -> bool:

@@ -119,6 +119,8 @@ def _train(cfg: RunConfig, callbacks: list | None, source: DataSource | None) ->
 def _run(cfg: RunConfig, run_dir: Path, ckpt_path: Path | None, callbacks: list | None,
          source: DataSource | None) -> dict:
     module = _module(cfg, source)
+    if cfg.trainer.init_from and ckpt_path is None:  # a resumed run has its weights in its own checkpoint
+        print(f"init_from: the flow of {module.start_from(cfg.trainer.init_from)}", flush=True)
     trainer = _trainer(cfg, run_dir, module, callbacks)
     _fit(trainer, module, ckpt_path, run_dir, distributed=cfg.trainer.devices * cfg.trainer.num_nodes > 1)
     if not trainer.is_global_zero:
