@@ -196,3 +196,24 @@ def load_study_free_config(mode: str, run: Path):
         "data.name=moons", f"time.mode={mode}", "trainer.max_steps=2", "trainer.eval_every=2", "trainer.viz_every=100",
         "trainer.animate_frames=0", "model.hidden=[8]", "data.batch_size=64", "data.test_size=100",
         "trainer.progress_bar=false", f"trainer.log_dir={run}"])
+
+
+def test_a_bundle_may_set_a_key_to_null_and_targets_include_the_best_final():
+    [arm] = arms({"arm": {"multiscale": {"model.scales": None}}})
+    assert arm.overrides == ("model.scales=null",)
+    study = StudyConfig(targets=["best_final"], baseline="a")
+    assert targets(study, {"a": [], "b": []}, {"a": [3.0, 3.2], "b": [2.9, 3.5]}) == pytest.approx({"best_final": 3.1})
+
+
+def test_the_equal_time_table_reads_each_curve_at_the_baselines_time():
+    from toflow.study.results import equal_time_table, value_at
+
+    run = Curve(steps=[10, 20, 30], values=[5.0, 4.0, 3.0], seconds=[1.0, 2.0, 3.0], nfe=[0, 0, 0])
+    assert value_at(run, 2.5) == 4.0 and value_at(run, 3.0) == 3.0 and value_at(run, 0.5) is None
+    short = Curve(steps=[10], values=[6.0], seconds=[1.0], nfe=[0])
+    text = equal_time_table({"warm": [run, run], "short": [short]},
+                            {"warm": [{"sample_nfe": 20, "nfe_per_objective_step": 30.0},
+                                      {"sample_nfe": 22, "nfe_per_objective_step": 34.0}],
+                             "short": [{"sample_nfe": 9}]}, 2.5, "bits/dim")
+    assert "| warm | 4.0000 | 2 of 2 | 32.0 | 21 |" in text
+    assert "| short | not trained that long | 0 of 1 | n/a | 9 |" in text

@@ -66,6 +66,10 @@ def test_the_warm_start_switches_at_its_step_without_a_gap(tmp_path: Path):
     T = [e.value for e in scalars["T/block0"]]
     assert T[:4] == [0.5] * 4 and T[4] != 0.5  # TO-FLOW trains T from T0, from the switch on (T after each step)
     assert summary["steps"] == 6
+    nfe = {e.step: e.value for e in scalars["nfe/forward"]}
+    backward = {e.step: e.value for e in scalars["nfe/backward"]}
+    after_switch = [nfe[k] + backward[k] for k in (4, 5)]
+    assert summary["nfe_per_objective_step"] == pytest.approx(sum(after_switch) / 2)
     # the first likelihood loss is that of the last flow-matching weights, on the stream's fifth batch
     flow, cfg = toflow.load_flow(switch)
     flow.train()

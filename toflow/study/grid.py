@@ -25,6 +25,7 @@ class StudyConfig:
     parallel: int = 1
     baseline: Optional[str] = None  # the arm (or some axes' labels) the ratios are against (default: the first arm)
     targets: List[Any] = field(default_factory=lambda: ["fixed_final", "fixed_half"])  # of the time-to-quality table
+    equal_time: bool = False  # also tabulate each arm at the baseline arm's training time
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Arm:
 def _value(v: Any) -> str:
     if isinstance(v, (list, tuple, ListConfig)):
         return "[" + ",".join(_value(x) for x in v) + "]"
+    if v is None:
+        return "null"
     return str(v).lower() if isinstance(v, bool) else str(v)
 
 
@@ -122,8 +125,8 @@ def check_study(study: StudyConfig) -> StudyConfig:
     if not study.seeds:
         raise ConfigError("seeds: give at least one seed")
     for target in study.targets:
-        if target not in ("fixed_final", "fixed_half") and not isinstance(target, (int, float)):
-            raise ConfigError(f"targets: '{target}' is neither fixed_final, fixed_half nor a number")
+        if target not in ("fixed_final", "fixed_half", "best_final") and not isinstance(target, (int, float)):
+            raise ConfigError(f"targets: '{target}' is neither fixed_final, fixed_half, best_final nor a number")
     baselines(arms(study.grid), study.baseline)  # refuses a baseline that names no arm
     for arm in arms(study.grid):  # refuse a bad arm before anything runs
         load_config(study.base, [*study.overrides, *arm.overrides])

@@ -93,12 +93,14 @@ def targets(study: StudyConfig, curves: dict[str, list[Curve]], finals: dict[str
             baseline: str | None = None) -> dict:
     """The study's targets by name: ``fixed_final`` (the ``baseline`` arm's final test metric, mean
     over seeds; default the study's baseline arm), ``fixed_half`` (its value at the evaluation
-    nearest half its steps), or numbers."""
+    nearest half its steps), ``best_final`` (the best final of any arm, mean over seeds), or numbers."""
     baseline = baseline or study.baseline or next(iter(curves))
     out = {}
     for target in study.targets:
         if target == "fixed_final":
             out[target] = statistics.mean(finals[baseline])
+        elif target == "best_final":
+            out[target] = min(statistics.mean(values) for values in finals.values())
         elif target == "fixed_half":
             halves = [c.values[min(range(len(c.steps)), key=lambda i: abs(c.steps[i] - c.steps[-1] / 2))]
                       for c in curves[baseline] if c.steps]
@@ -107,6 +109,31 @@ def targets(study: StudyConfig, curves: dict[str, list[Curve]], finals: dict[str
         else:
             out[str(target)] = float(target)
     return out
+
+
+def value_at(run: Curve, seconds: float) -> float | None:
+    """The test metric of the last evaluation at or before ``seconds`` of training, or None."""
+    reached = [v for v, s in zip(run.values, run.seconds) if s <= seconds]
+    return reached[-1] if reached else None
+
+
+def equal_time_table(curves: dict[str, list[Curve]], results: dict[str, list[dict]], seconds: float,
+                     unit: str) -> str:
+    """Per arm: its test metric after ``seconds`` of training (mean over the seeds that trained
+    that long), the NFE per step of the objective's own steps (after a warm start's switch) and
+    the sampling NFE."""
+    lines = [f"| arm | test {unit} at {seconds:.0f} s | seeds | NFE per step after the switch | sampling NFE |",
+             "|---|---|---|---|---|"]
+    for name, runs in curves.items():
+        values = [v for v in (value_at(c, seconds) for c in runs if c.seconds and c.seconds[-1] >= seconds)
+                  if v is not None]
+        summaries = results[name]
+        after = [r["nfe_per_objective_step"] for r in summaries if "nfe_per_objective_step" in r]
+        cells = [f"{statistics.mean(values):.4f}" if values else "not trained that long",
+                 f"{len(values)} of {len(runs)}", f"{statistics.mean(after):.1f}" if after else "n/a",
+                 f"{statistics.mean(r['sample_nfe'] for r in summaries):.0f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def quality_table(curves: dict[str, list[Curve]], goals: dict[str, dict], unit: str) -> str:

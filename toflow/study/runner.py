@@ -3,6 +3,7 @@ directory says, two or more at a time, then the report."""
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ from ..errors import TrainingFailed
 from ..provenance import finished_summary, last_checkpoint, machine
 from .figures import plots
 from .grid import Arm, StudyConfig, arms, baselines, check_study, run_dir
-from .results import curve, quality_table, table, targets
+from .results import curve, equal_time_table, quality_table, table, targets
 
 
 def run_arm(study: StudyConfig, arm: Arm, seed: int) -> dict:
@@ -103,6 +104,11 @@ def report(study: StudyConfig, arm_list: list, results: dict[str, list[dict]]) -
               "evaluations at the first evaluation at or below each target; `fixed_final` and `fixed_half` are "
               f"the baseline arm's final test {unit} and its value at half its steps.\n\n"
             + quality_table(curves, goals, unit))
+    if study.equal_time:
+        baseline = base_of[next(iter(base_of))]
+        seconds = statistics.mean(c.seconds[-1] for c in curves[baseline] if c.seconds)
+        text += (f"\nAt equal training time: each arm's test {unit} after the baseline arm's mean training time "
+                 "(both phases of a warm start counted).\n\n" + equal_time_table(curves, results, seconds, unit))
     (out / "results.md").write_text(text)
     plots(study, arm_list, curves, unit)
     return text

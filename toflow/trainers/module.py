@@ -67,7 +67,7 @@ class FlowModule(pl.LightningModule):
         self.batches_done = 0
         # running totals over the whole run (kept across resumes)
         self.totals = {"steps": 0, "nfe_forward": 0, "nfe_backward": 0, "step_time": 0.0, "bad_steps": 0,
-                       "wall_s": 0.0}
+                       "wall_s": 0.0, "objective_steps": 0, "objective_nfe": 0.0}
         self.bad_in_a_row = 0
         self.test_data = self.source.test
         if not torch.isfinite(self.test_data).all():
@@ -203,7 +203,7 @@ class FlowModule(pl.LightningModule):
             undo()
             return self._skip("T gradient", optimizers)
         self.bad_in_a_row = 0
-        self._log_step(loss, parts, grad_norm, step, time.perf_counter() - started)
+        self._log_step(loss, parts, grad_norm, step, time.perf_counter() - started, warming)
         return loss.detach()
 
     @property
@@ -236,7 +236,7 @@ class FlowModule(pl.LightningModule):
             torch.nn.utils.clip_grads_with_norm_(weights, self.cfg.optim.max_grad_norm, grad_norm)
         return grad_norm, None
 
-    def _log_step(self, loss, parts: dict, grad_norm, step: TimeStep, step_time: float) -> None:
+    def _log_step(self, loss, parts: dict, grad_norm, step: TimeStep, step_time: float, warming: bool) -> None:
         nfe = self.flow.nfe
         # NFE differ between processes (each solves its own shard): keep their mean
         counts = torch.tensor([nfe["forward"], nfe["backward"], step_time], dtype=torch.float64, device=loss.device)
@@ -244,6 +244,9 @@ class FlowModule(pl.LightningModule):
         for key, value in (("steps", 1), ("nfe_forward", nfe_forward), ("nfe_backward", nfe_backward),
                            ("step_time", step_time)):
             self.totals[key] += value
+        if not warming:  # the objective's own steps: after a warm start's switch
+            self.totals["objective_steps"] += 1
+            self.totals["objective_nfe"] += nfe_forward + nfe_backward
         log = {"train/loss": loss.detach(), "nfe/forward": nfe_forward, "nfe/backward": nfe_backward,
                "train/grad_norm": grad_norm.detach(), "time/step_s": step_time}
         self._log_parts(parts)

@@ -228,6 +228,8 @@ def _summary(cfg: RunConfig, module: FlowModule, step: int, scores: dict, run_di
         "end_times": [float(et.T.detach()) for et in flow.end_times()],  # a drawing mode's T stays T0
         "params": sum(p.numel() for p in flow.parameters()),
         "bad_steps": int(totals["bad_steps"]),
+        **({"nfe_per_objective_step": totals["objective_nfe"] / max(totals["objective_steps"], 1)}
+           if module.warm_start is not None else {}),
         "log_dir": str(run_dir),
         "provenance": provenance(to_yaml(cfg), _device(module.device), torch.get_num_threads()),
     }
