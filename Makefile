@@ -1,4 +1,4 @@
-# `make run`: set up, then train TO-FLOW on checkerboard (a few minutes on a CPU).
+# `make run`: set up, then train TO-FLOW on checkerboard (about 2 minutes on a 2-core CPU, once set up).
 # `make test`: set up, then run every test. `make lint`: ruff, the import layers, the docstrings.
 PYTHON ?= python3
 VENV := .venv
