@@ -12,6 +12,7 @@ from toflow.study import (
     StudyConfig,
     arms,
     baselines,
+    curve,
     first_reached,
     load_study,
     run_study,
@@ -80,6 +81,26 @@ def test_two_arm_study_writes_the_table_and_skips_finished_arms(tmp_path: Path, 
     assert len(rows) == 2 and all(row.count("|") == len(COLUMNS) + 1 for row in rows)
     quality = [line for line in table.splitlines() if line.startswith("| time.mode=fixed | fixed_final")]
     assert len(quality) == 1 and quality[0].endswith("| 1 of 1 |")  # the baseline reaches its own final NLL
+    # the other arm's ratios and time to quality, from its own summary and events
+    fixed, toflow = results["time.mode=fixed"][0], results["time.mode=toflow"][0]
+    row = next(r for r in rows if r.startswith("| time.mode=toflow |")).split("|")
+    columns = ["", *COLUMNS, ""]
+
+    def nfe(summary):
+        return summary["nfe_forward_mean"] + summary["nfe_backward_mean"]
+
+    assert row[columns.index("NFE vs baseline")].strip() == f"{nfe(toflow) / nfe(fixed):.2f}x"
+    assert row[columns.index("time vs baseline")].strip() == \
+        f"{toflow['time_per_iter_s'] / fixed['time_per_iter_s']:.2f}x"
+    goal = fixed["test_nll"]
+    reached = first_reached(curve(tmp_path / "out" / "time.mode=toflow" / "seed0"), goal)
+    line = next(line for line in table.splitlines() if line.startswith("| time.mode=toflow | fixed_final"))
+    if reached is None:
+        assert "not reached" in line
+    else:
+        seconds, work = reached
+        assert f"| {seconds:.0f} |" in line or f"| {seconds:.2f} |" in line
+        assert f"| {work:.0f} |" in line
     assert (tmp_path / "out" / "nll_vs_nfe.png").is_file()
     assert (tmp_path / "out" / "nll_vs_wall.png").is_file() and (tmp_path / "out" / "nfe_vs_step.png").is_file()
     assert (tmp_path / "out" / "panels.png").is_file()
