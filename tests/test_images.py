@@ -229,3 +229,20 @@ def test_dequantised_batches_are_reproducible_and_in_range():
     assert (values == values[:, :, :1, :1]).all()  # the noise never crosses a grey level
     assert ((values % 5) == 0).all() and len(values[:, 0, 0, 0].unique()) == 8  # 8 different images
     assert not torch.equal(a.batch(0), a.batch(a.per_epoch))  # a new epoch reshuffles
+
+
+def test_dequantisation_noise_is_uniform_on_a_grey_level_and_fresh_for_every_batch():
+    from scipy.stats import kstest
+
+    from toflow.data.images import ImageBatches
+
+    images = torch.full((16, 1, 8, 8), 100, dtype=torch.uint8)  # every pixel at grey level 100
+    batches = ImageBatches(images, 16, 256, seed=5)
+    noise = [batches.batch(k) * 256 - 100 for k in range(20)]  # u = x L - v, per pixel
+    u = torch.cat([n.flatten() for n in noise]).double()
+    assert kstest(u.numpy(), "uniform").pvalue > 1e-3  # U[0, 1) in law (20480 draws)
+    assert float(u.mean()) == pytest.approx(0.5, abs=0.01) and float(u.var()) == pytest.approx(1 / 12, abs=0.003)
+    # fresh noise: the same images in two batches get independent noise (correlation ~ 0, |r| < 4 / sqrt(n))
+    first, second = noise[0].flatten().double(), noise[1].flatten().double()
+    r = float(torch.corrcoef(torch.stack([first, second]))[0, 1])
+    assert abs(r) < 4 / math.sqrt(first.numel())

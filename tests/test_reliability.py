@@ -262,3 +262,31 @@ def test_a_resumed_run_draws_what_the_uninterrupted_one_draws(tmp_path: Path):
                                                 f"trainer.log_dir={tmp_path / 'b'}"]))
     for key in ("test_nll", "end_times", "nfe_forward_mean", "nfe_backward_mean"):
         assert resumed[key] == straight[key], key
+
+
+def test_a_non_finite_solve_is_skipped_and_too_many_end_the_command_in_one_line(tmp_path: Path, capsys, monkeypatch):
+    from helpers import call_main
+
+    from toflow.models.fields import ConcatSquashMLP
+    from toflow.trainers import run as run_command
+
+    run = tmp_path / "run"
+    args = [CONFIG, *SMALL, "trainer.max_bad_steps=2", f"trainer.log_dir={run}"]
+    assert call_main(run_command.main, [*args, "trainer.max_steps=5"], capsys).returncode == 0
+    before = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    real = ConcatSquashMLP.forward_with_tangents
+
+    def blows_up_in_training(self, t, z, tangents):  # the field turns NaN inside every training solve
+        dz, jv = real(self, t, z, tangents)
+        return (dz * float("nan") if torch.is_grad_enabled() else dz), jv
+
+    monkeypatch.setattr(ConcatSquashMLP, "forward_with_tangents", blows_up_in_training)
+    done = call_main(run_command.main, [*args, "trainer.max_steps=30", "trainer.resume=true"], capsys)
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert "3 steps in a row with a non-finite state (trainer.max_bad_steps=2)" in done.stderr
+    after = load_checkpoint(run / "checkpoints" / "last.ckpt")  # whole: it loads
+    assert after["global_step"] == before["global_step"] == 5  # no step was taken
+    for key, value in before["state_dict"].items():  # the weights and T of the last good step (and extra state)
+        if not torch.is_tensor(value):
+            continue
+        assert torch.equal(after["state_dict"][key], value), key

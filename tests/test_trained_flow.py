@@ -153,3 +153,65 @@ def test_a_damaged_or_missing_checkpoint_is_one_line(tmp_path: Path, capsys):
     assert "truncated, altered or not a checkpoint" in done.stderr
     missing = call_main(sample.main, [tmp_path / "nowhere"], capsys)
     assert missing.returncode == 2 and "no such run directory" in missing.stderr
+
+
+def test_best_ckpt_is_the_lowest_test_nll_and_load_flow_and_evaluate_reproduce_it(tmp_path: Path, capsys):
+    from toflow.study.results import run_scalars
+    from toflow.trainers import evaluate as evaluate_command
+    from toflow.trainers.reliability import load_checkpoint
+
+    run = tmp_path / "run"
+    # a learning rate that overshoots, so that the last evaluation is not the best one
+    toflow.train(load_config("configs/toy_checkerboard_toflow.yaml",
+                             [*SMALL, "trainer.max_steps=12", "trainer.eval_every=2", "optim.lr=0.05",
+                              f"trainer.log_dir={run}"]))
+    evaluations = {e.step: e.value for e in run_scalars(run)["test/nll"] if e.step < 12}  # not the final score
+    best_step = min(evaluations, key=evaluations.get)
+    assert best_step != max(evaluations), "the run should have got worse after its best evaluation"
+    assert load_checkpoint(run / "checkpoints" / "best.ckpt")["global_step"] == best_step + 1
+    flow, cfg = toflow.load_flow(run)
+    test = toflow.data.toy_test_set("checkerboard", cfg.data.test_size)
+    assert mean_nll(flow, test) == pytest.approx(evaluations[best_step], rel=1e-6)
+    done = call_main(evaluate_command.main, [run], capsys)
+    assert done.returncode == 0 and f"test NLL {evaluations[best_step]:.4f} nats" in done.stdout
+
+
+def test_evaluate_with_overrides_evaluates_what_they_say(tmp_path: Path, capsys):
+    import json
+
+    from toflow.trainers import evaluate as evaluate_command
+
+    run = tmp_path / "run"
+    toflow.train(load_config("configs/toy_checkerboard_toflow.yaml", [*SMALL, f"trainer.log_dir={run}"]))
+    flow, _ = toflow.load_flow(run)
+    fewer = toflow.data.toy_test_set("checkerboard", 50)
+    assert call_main(evaluate_command.main, [run, "data.test_size=50"], capsys).returncode == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_nll"] == pytest.approx(mean_nll(flow, fewer), rel=1e-6)  # on the 50 points only
+    assert call_main(evaluate_command.main, [run, "solver.test_atol=1e-2", "solver.test_rtol=1e-2"],
+                     capsys).returncode == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["eval_tolerance"] == {"atol": 1e-2, "rtol": 1e-2}
+    assert summary["tolerance_check"]["atol"] == pytest.approx(1e-3)
+
+
+def test_the_tensorboard_tags_the_readme_lists_are_written_and_agree_with_the_run(tmp_path: Path):
+    from toflow.study.results import run_scalars
+    from toflow.trainers.reliability import load_checkpoint
+
+    run = tmp_path / "run"
+    summary = toflow.train(load_config("configs/toy_checkerboard_toflow.yaml",
+                                       [*SMALL, "trainer.max_steps=4", "trainer.checkpoint_every=4",
+                                        "regularizers.kinetic=0.01", "trainer.tolerance_check=every",
+                                        f"trainer.log_dir={run}"]))
+    scalars = run_scalars(run)
+    for tag in ("train/loss", "train/nll", "test/nll", "test/nll_change", "nfe/forward", "nfe/backward", "T/block0",
+                "T_grad/block0", "train/grad_norm", "time/step_s", "reg/kinetic", "reg/temporal", "sample/nfe"):
+        assert tag in scalars, tag
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert scalars["T/block0"][-1].value == pytest.approx(float(checkpoint["state_dict"]["flow.end_time.T"]))
+    assert scalars["T/block0"][-1].value == pytest.approx(summary["end_times"][0])
+    nfe = [e.value + b.value for e, b in zip(scalars["nfe/forward"], scalars["nfe/backward"])]
+    assert sum(nfe) / len(nfe) == pytest.approx(summary["nfe_forward_mean"] + summary["nfe_backward_mean"])
+    assert sum(e.value for e in scalars["time/step_s"]) / 4 == pytest.approx(summary["time_per_iter_s"], rel=1e-4)
+    assert [e.step for e in scalars["train/loss"]] == [0, 1, 2, 3]
