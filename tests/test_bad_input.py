@@ -204,8 +204,7 @@ def test_a_checkpoint_that_is_not_one_is_plain(tmp_path: Path):
     foreign.write_text("seed: 0\n")  # a config given where a checkpoint is asked for
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(foreign)
-    assert str(info.value) == f"checkpoint: {foreign} cannot be read as a checkpoint: it is truncated, altered or " \
-                              "another kind of file"
+    assert str(info.value) == f"checkpoint: {foreign} is truncated, altered or not a checkpoint (it cannot be read)"
     import torch
 
     with_code = tmp_path / "with_code.ckpt"

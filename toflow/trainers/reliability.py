@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -96,11 +97,11 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a damaged file
-        if "weights only" in str(err).lower():
+        if zipfile.is_zipfile(path) and "weights only" in str(err).lower():
             raise CheckpointError(f"checkpoint: {path} holds Python objects besides tensors and plain values, which "
                                   "toflow does not load (weights_only); it was not written by toflow") from None
-        raise CheckpointError(f"checkpoint: {path} cannot be read as a checkpoint: it is truncated, altered or "
-                              "another kind of file") from None
+        raise CheckpointError(f"checkpoint: {path} is truncated, altered or not a checkpoint (it cannot be "
+                              "read)") from None
     if not isinstance(checkpoint, dict) or not {"state_dict", "toflow", "hyper_parameters"} <= checkpoint.keys():
         raise CheckpointError(f"checkpoint: {path} is not a toflow checkpoint")
     return checkpoint
