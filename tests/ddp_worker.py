@@ -31,7 +31,13 @@ def main() -> None:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     cfg = toflow.load_config("configs/toy_checkerboard_toflow.yaml", sys.argv[2:])
-    summary = toflow.train(cfg, callbacks=[SaveFinalState(out)])
+    source = None
+    poison = os.environ.get("POISON_RANK1_BATCH")  # a NaN in this batch of the second process only
+    if poison is not None and os.environ.get("RANK") == "1":
+        from test_reliability import PoisonedSource
+
+        source = PoisonedSource(cfg, {int(poison)})
+    summary = toflow.train(cfg, callbacks=[SaveFinalState(out)], source=source)
     (out / f"summary_rank{os.environ.get('RANK', '0')}.json").write_text(json.dumps(summary))
 
 

@@ -1,10 +1,12 @@
 """Data-parallel training on CPU (gloo): 2 processes launched by torchrun."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from helpers import run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -14,10 +16,11 @@ SMALL = ["model.hidden=[16,16]", "data.batch_size=64", "data.test_size=200", "tr
          "solver.rtol=1e-4", "trainer.accelerator=cpu", "trainer.num_threads=1"]
 
 
-def torchrun(out: Path, *args: str) -> subprocess.CompletedProcess:
+def torchrun(out: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "tests/ddp_worker.py", str(out), *args, *SMALL, "trainer.devices=2", "trainer.strategy=ddp"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+    return subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": "tests", **(env or {})})
 
 
 def first_loss(run: Path) -> float:
@@ -59,3 +62,30 @@ def test_a_ddp_step_has_the_single_process_loss(tmp_path: Path):
     done = torchrun(tmp_path / "out", "trainer.max_steps=1", f"trainer.log_dir={parallel}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert abs(first_loss(parallel) - first_loss(single)) < 1e-5
+
+
+@pytest.mark.parametrize("mode", ["toflow", "steer"])
+def test_data_parallel_training_equals_one_process_over_several_steps(mode, tmp_path: Path):
+    # TO-FLOW's after-step dL/dT is averaged over the processes, STEER's draw is the same on each
+    steps = [f"time.mode={mode}", "trainer.max_steps=5"]
+    done = run_cli(*steps, f"trainer.log_dir={tmp_path / 'single'}", *SMALL)
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = torchrun(tmp_path / "out", *steps, f"trainer.log_dir={tmp_path / 'parallel'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = torch.load(tmp_path / "single" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    parallel = torch.load(tmp_path / "out" / "state_rank0.pt")
+    for name, value in parallel.items():  # each process solves its half of the batch: equal to the solver's error
+        assert torch.allclose(value, single[f"flow.{name}"], atol=2e-4, rtol=0), name
+    if mode == "toflow":
+        assert float(parallel["end_time.T"]) != 0.5
+
+
+def test_a_bad_batch_on_one_process_makes_every_process_skip(tmp_path: Path):
+    run, out = tmp_path / "run", tmp_path / "out"
+    done = torchrun(out, "trainer.max_steps=4", f"trainer.log_dir={run}", env={"POISON_RANK1_BATCH": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (torch.load(out / f"state_rank{r}.pt") for r in (0, 1))
+    for name in rank0:  # both skipped the same step: still identical
+        assert torch.equal(rank0[name], rank1[name]), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["bad_steps"] == 1 and summary["steps"] == 4  # one batch more was drawn to make 4 steps
