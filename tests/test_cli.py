@@ -78,16 +78,18 @@ def test_bad_override_exits_2_with_one_line():
 
 def test_every_solver_trains_from_a_config(tmp_path: Path):
     import toflow
+    from toflow.study.results import run_scalars
 
     for name in ("aca", "mali", "rk4"):
         cfg = toflow.load_config("configs/toy_checkerboard_toflow.yaml", [
             f"solver.name={name}", *(["solver.step_size=0.1"] if name == "rk4" else ["solver.sensitivity=null"]),
-            "trainer.max_steps=3",
-            f"trainer.log_dir={tmp_path / name}",
-            *SMALL])
+            "trainer.max_steps=6", f"trainer.log_dir={tmp_path / name}", *SMALL, "trainer.eval_every=1",
+            "optim.lr=1e-2"])
         summary = toflow.train(cfg)
-        assert summary["steps"] == 3 and summary["solver"] == name
+        assert summary["steps"] == 6 and summary["solver"] == name
         assert summary["end_times"][0] != 0.5 and summary["nfe_backward_mean"] > 0
+        test_nll = [e.value for e in run_scalars(tmp_path / name)["test/nll"]]
+        assert test_nll[-1] < test_nll[0], (name, test_nll)  # it trains: the test NLL goes down
 
 
 def test_bad_input_is_refused_before_the_heavy_imports():

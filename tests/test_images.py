@@ -91,9 +91,12 @@ def test_bits_per_dim_by_hand():
 
 
 def test_ffjord_parameter_counts():
-    for name, count in (("mnist", 400_323), ("cifar10", 679_441)):
+    # the source: the paper's Table 1 (Param), FFJORD's multiscale flow with 400K parameters on MNIST and
+    # 670K on CIFAR-10, rounded there; toflow's build has 400,323 and 679,441 (1.4% above the 670K)
+    for name, reported, within in (("mnist", 400_000, 0.005), ("cifar10", 670_000, 0.015)):
         cfg = load_config(None, [f"data.name={name}", "model.activation=softplus"])
-        assert sum(p.numel() for p in build_flow(cfg).parameters()) == count
+        count = sum(p.numel() for p in build_flow(cfg).parameters())
+        assert abs(count - reported) <= within * reported, (name, count)
 
 
 def test_missing_data_is_one_line_naming_the_files(tmp_path: Path):

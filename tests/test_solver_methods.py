@@ -161,14 +161,17 @@ def test_every_solver_is_registered_and_trains_T():
         flow = CNF(ConcatSquashMLP(2, (16, 16)), EndTime(0.0, 0.5, "toflow", grad="same_pass"), solver)
         opt_w = torch.optim.Adam([p for n, p in flow.named_parameters() if not n.endswith("end_time.T")], 1e-2)
         opt_t = torch.optim.Adam([flow.end_time.T], 1e-2)
-        for _ in range(3):
+        losses = []
+        for _ in range(6):
             loss = loss_fn(flow, x)
             assert torch.isfinite(loss)
+            losses.append(float(loss))
             opt_w.zero_grad()
             opt_t.zero_grad()
             loss.backward()
             opt_w.step()
             opt_t.step()
+        assert losses[-1] < losses[0], (name, losses)  # it trains: the loss of the same batch goes down
         assert float(flow.end_time.T.detach()) != 0.5, name
         assert flow.nfe["forward"] > 0 and flow.nfe["backward"] > 0, name
 
