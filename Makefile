@@ -18,7 +18,7 @@ run: setup
 	$(PY) -m toflow.trainers.run $(CONFIG) $(ARGS)
 
 test: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 tests  # two workers, one thread each: the two cores
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --cov=toflow --cov-report=term tests  # two workers, one thread each; line coverage of toflow/
 
 lint: setup
 	$(VENV)/bin/ruff check toflow tests bench

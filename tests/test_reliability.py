@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from helpers import RUN, TOY_CONFIG, run_cli
 
@@ -67,7 +68,7 @@ def test_a_nan_batch_is_skipped_and_counted(tmp_path: Path):
     cfg = load_config(CONFIG, [*SMALL, "trainer.max_steps=6", f"trainer.log_dir={tmp_path / 'run'}"])
     states = []
 
-    class Watch(toflow.trainers.module.pl.Callback):
+    class Watch(pl.Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             states.append((batch_idx, trainer.global_step, float(module.flow.end_time.T),
                            module.flow.field.layers[0].layer.weight.detach().clone()))
@@ -232,7 +233,7 @@ def test_a_non_finite_joint_T_gradient_skips_the_step(tmp_path: Path):
     cfg = load_config(CONFIG, [*SMALL, "time.mode=joint", "trainer.max_steps=5", f"trainer.log_dir={tmp_path / 'run'}"])
     states, hooks = [], []
 
-    class PoisonT(toflow.trainers.module.pl.Callback):
+    class PoisonT(pl.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             if batch_idx == 2:  # the third step's T gradient turns NaN, its weights' gradient stays finite
                 hooks.append(module.flow.end_time.T.register_hook(lambda g: g * float("nan")))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from helpers import call_main
 
@@ -29,7 +30,7 @@ IMAGES = ["data.name=mnist", "data.resize=8", "data.batch_size=16", "data.test_s
 def train_keeping_the_flow(cfg):
     kept = {}
 
-    class Keep(toflow.trainers.module.pl.Callback):
+    class Keep(pl.Callback):
         def on_train_end(self, trainer, module):
             kept["flow"] = module.flow
 

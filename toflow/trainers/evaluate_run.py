@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from ..config import changed_keys, from_dict
 from ..config.loading import parse_overrides
 from ..errors import ConfigError
-from .load import find_checkpoint
+from .checkpoints import find_checkpoint
 from .module import FlowModule
 from .reliability import load_checkpoint, write_text_atomic
 

@@ -15,24 +15,8 @@ from typing import NamedTuple
 from ..config import RunConfig, from_dict
 from ..config.components import build_flow
 from ..errors import CheckpointError
+from .checkpoints import find_checkpoint
 from .reliability import load_checkpoint
-
-WHICH = ("best", "last")
-
-
-def find_checkpoint(target: str | Path, which: str = "best") -> Path:
-    """The checkpoint file a run directory (or a checkpoint path) names."""
-    if which not in WHICH:
-        raise CheckpointError(f"checkpoint: which='{which}' is not one of {', '.join(WHICH)}")
-    target = Path(target)
-    if target.is_dir():
-        for name in (which, *(w for w in WHICH if w != which)):
-            if (target / "checkpoints" / f"{name}.ckpt").is_file():
-                return target / "checkpoints" / f"{name}.ckpt"
-        raise CheckpointError(f"checkpoint: no checkpoints/best.ckpt or last.ckpt in {target}")
-    if not target.is_file():
-        raise CheckpointError(f"checkpoint: no such run directory or checkpoint: {target}")
-    return target
 
 
 class Loaded(NamedTuple):

@@ -31,8 +31,9 @@ from ..errors import ConfigError, DataError, TrainingFailed
 from ..objectives import OBJECTIVES
 from ..solvers import NonFiniteError
 from ..solvers.auto import footprint_of
+from .checkpoints import find_checkpoint
 from .evaluation import EVAL_SEED, checked_scores, evaluating, mean_nll, tightened
-from .load import find_checkpoint, flow_state
+from .load import flow_state
 from .reliability import load_checkpoint
 from .temporal import TimeStep, temporal_step, time_optimizer
 

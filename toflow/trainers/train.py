@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -23,6 +23,7 @@ from ..errors import ConfigError, Interrupted
 from ..provenance import RUN_DIR_ENV, last_checkpoint, machine, provenance, run_dir_of
 from .animation import animate
 from .callbacks import DensityPlots, SampleGrids, save_grid
+from .checkpoints import checkpoint_callbacks
 from .module import FlowModule
 from .plots import figure_2d
 from .reliability import AtomicCheckpointIO, StopOnSignal, load_checkpoint, run_directory, write_text_atomic
@@ -151,10 +152,7 @@ def _trainer(cfg: RunConfig, run_dir: Path, module: FlowModule, callbacks: list 
     t = cfg.trainer
     checkpoints = run_dir / "checkpoints"
     callbacks = list(callbacks or []) + [
-        ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="test/nll", mode="min", save_top_k=1,
-                        auto_insert_metric_name=False, enable_version_counter=False),
-        ModelCheckpoint(dirpath=checkpoints, filename="last", every_n_train_steps=t.checkpoint_every,
-                        save_top_k=1, enable_version_counter=False),
+        *checkpoint_callbacks(checkpoints, t.checkpoint_every),
         (SampleGrids(t.viz_every, run_dir / "plots", t.sample_temperature) if module.source.is_image
          else DensityPlots(t.viz_every, run_dir / "plots", module.test_data)),
         StopOnSignal(last_checkpoint(run_dir)),
