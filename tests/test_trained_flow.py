@@ -156,6 +156,28 @@ def test_a_damaged_or_missing_checkpoint_is_one_line(tmp_path: Path, capsys):
     assert missing.returncode == 2 and "no such run directory" in missing.stderr
 
 
+def test_a_run_directory_gives_the_checkpoint_asked_for_and_falls_back_to_the_other(tmp_path: Path):
+    from toflow.trainers.checkpoints import find_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / "last.ckpt").write_bytes(b"last")
+    assert find_checkpoint(tmp_path) == folder / "last.ckpt"  # no best yet: the last
+    assert find_checkpoint(tmp_path, "last") == folder / "last.ckpt"
+    (folder / "best.ckpt").write_bytes(b"best")
+    assert find_checkpoint(tmp_path) == folder / "best.ckpt"
+    assert find_checkpoint(tmp_path, "last") == folder / "last.ckpt"
+    (folder / "last.ckpt").unlink()
+    assert find_checkpoint(tmp_path, "last") == folder / "best.ckpt"
+    assert find_checkpoint(folder / "best.ckpt", "last") == folder / "best.ckpt"  # a file is read as it is
+    with pytest.raises(CheckpointError) as refused:
+        find_checkpoint(tmp_path, "first")
+    assert str(refused.value) == "checkpoint: which='first' is not one of best, last"
+    with pytest.raises(CheckpointError) as missing:
+        find_checkpoint(tmp_path / "nowhere")
+    assert str(missing.value) == f"checkpoint: no such run directory or checkpoint: {tmp_path / 'nowhere'}"
+
+
 def test_best_ckpt_is_the_lowest_test_nll_and_load_flow_and_evaluate_reproduce_it(tmp_path: Path, capsys):
     from toflow.study.results import run_scalars
     from toflow.trainers import evaluate as evaluate_command
