@@ -103,8 +103,10 @@ def run_group(group: str, out: Path, children: int) -> dict:
     counts = {status: stats.get(status, 0) for status in STATUSES}
     counts["total"] = stats.get("total", sum(counts.values()))
     print(f"[mutation] {group}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v), flush=True)
-    return {"group": group, "files": GROUPS[group][0], "tests": GROUPS[group][1], "counts": counts,
-            "survivors": diffs}
+    result = {"group": group, "files": GROUPS[group][0], "tests": GROUPS[group][1], "counts": counts,
+              "survivors": diffs}
+    (out / f"{group}.json").write_text(json.dumps(result, indent=1))
+    return result
 
 
 def report(results: list[dict], out: Path) -> None:
@@ -122,7 +124,6 @@ def report(results: list[dict], out: Path) -> None:
         for name, diff in r["survivors"].items():
             lines += ["", f"### {name} (survived)", "", "```diff", diff.strip(), "```"]
     (out / "mutation.md").write_text("\n".join(lines) + "\n")
-    (out / "mutation.json").write_text(json.dumps(results, indent=1))
     print("\n".join(lines[:len(results) + 2]))
 
 
@@ -133,8 +134,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--children", type=int, default=1, help="mutants run at once (one thread each)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = [run_group(group, args.out, args.children) for group in (args.group or list(GROUPS))]
-    report(results, args.out)
+    for group in args.group or list(GROUPS):
+        run_group(group, args.out, args.children)
+    # the table holds every group that has a result in --out, this call's and earlier ones'
+    report([json.loads((args.out / f"{g}.json").read_text()) for g in GROUPS if (args.out / f"{g}.json").is_file()],
+           args.out)
 
 
 if __name__ == "__main__":
