@@ -5,7 +5,7 @@ import pytest
 import torch
 from helpers import tiny_cnf
 
-from toflow.data.images import ImageBatches
+from toflow.data.dequantization import ImageBatches
 from toflow.models import CNF, ConcatSquashMLP, EndTime
 from toflow.objectives import FlowMatching
 from toflow.solvers import Dopri5

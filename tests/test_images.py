@@ -220,7 +220,7 @@ def test_gpu_table1_script_prints_the_three_modes_side_by_side(fake_mnist: Path,
 
 
 def test_dequantised_batches_are_reproducible_and_in_range():
-    from toflow.data.images import ImageBatches
+    from toflow.data.dequantization import ImageBatches
 
     images = (torch.arange(50) * 5).to(torch.uint8).reshape(50, 1, 1, 1).repeat(1, 1, 4, 4)  # image i is 5i
     a = ImageBatches(images, 8, 256, seed=3)
@@ -237,7 +237,7 @@ def test_dequantised_batches_are_reproducible_and_in_range():
 def test_dequantisation_noise_is_uniform_on_a_grey_level_and_fresh_for_every_batch():
     from scipy.stats import kstest
 
-    from toflow.data.images import ImageBatches
+    from toflow.data.dequantization import ImageBatches
 
     images = torch.full((16, 1, 8, 8), 100, dtype=torch.uint8)  # every pixel at grey level 100
     batches = ImageBatches(images, 16, 256, seed=5)

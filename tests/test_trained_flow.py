@@ -178,6 +178,28 @@ def test_a_run_directory_gives_the_checkpoint_asked_for_and_falls_back_to_the_ot
     assert str(missing.value) == f"checkpoint: no such run directory or checkpoint: {tmp_path / 'nowhere'}"
 
 
+def test_a_run_keeps_best_and_last_only_last_every_checkpoint_every_steps_and_across_a_resume(tmp_path: Path):
+    from toflow.trainers.reliability import load_checkpoint
+
+    run = tmp_path / "run"
+    folder = run / "checkpoints"
+    seen = {}
+
+    class Watch(pl.Callback):  # the steps last.ckpt held as the run went
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if (folder / "last.ckpt").is_file():
+                seen.setdefault(load_checkpoint(folder / "last.ckpt")["global_step"], trainer.global_step)
+
+    steps = [*SMALL, "trainer.checkpoint_every=2", "trainer.eval_every=2", f"trainer.log_dir={run}"]
+    toflow.train(load_config("configs/toy_checkerboard_toflow.yaml", [*steps, "trainer.max_steps=5"]),
+                 callbacks=[Watch()])
+    assert sorted(seen) == [2, 4]  # written after steps 2 and 4 (and at the end, step 5)
+    toflow.train(load_config("configs/toy_checkerboard_toflow.yaml",
+                             [*steps, "trainer.max_steps=9", "trainer.resume=true"]))
+    assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt"]  # no versions, no others
+    assert load_checkpoint(folder / "last.ckpt")["global_step"] == 9
+
+
 def test_best_ckpt_is_the_lowest_test_nll_and_load_flow_and_evaluate_reproduce_it(tmp_path: Path, capsys):
     from toflow.study.results import run_scalars
     from toflow.trainers import evaluate as evaluate_command

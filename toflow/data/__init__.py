@@ -1,7 +1,8 @@
 """Data: the 2-D toy sets and their streams, image sets and their dequantisation."""
 
 from ..errors import DataError
-from .images import IMAGE_SETS, bits_per_dim, dequantize, image_shape, load_images
+from .dequantization import bits_per_dim, dequantize
+from .images import IMAGE_SETS, image_shape, load_images
 from .source import DataSource, check_data, data_sets, event_shape, make_source
 from .toy import TOY_SETS, ToyStream, toy_sample, toy_test_set
 

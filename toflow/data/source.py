@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from torch import Tensor
 from torch.utils.data import IterableDataset
 
-from .images import IMAGE_SETS, ImageBatches, image_shape, image_test_set, levels, load_images, origin
+from .dequantization import ImageBatches, image_test_set
+from .images import IMAGE_SETS, image_shape, levels, load_images, origin
 from .toy import TOY_SETS, ToyStream, toy_test_set
 
 
