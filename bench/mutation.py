@@ -1,6 +1,6 @@
 """Mutation testing of the modules that hold the method, each against the tests that cover it (mutmut).
 
-Each group is mutated in a scratch copy of the repository (``git ls-files``) under ``--out``, with mutmut
+Each group is mutated in a scratch copy of the repository at a commit (``git archive``) under ``--out``, with mutmut
 told which files to mutate and which test files to run; a mutant counts as killed when one of those tests
 fails or times out. The table (markdown) goes to ``--out/mutation.md``, with every survivor's diff, so each
 can be killed by a test or named as equivalent.
@@ -9,8 +9,9 @@ can be killed by a test or named as equivalent.
     python bench/mutation.py                       # every group (hours on two cores)
     python bench/mutation.py --group divergence    # one group; run again to resume it
 
-Not part of CI: a group takes minutes to an hour. mutmut keeps its results in the scratch copy, so a
-second call goes on where the first stopped and only re-runs mutants of code that changed.
+Not part of CI: a group takes minutes to hours (about a minute a mutant here when its tests train). mutmut
+keeps its results in the scratch copy, so a second call goes on where the first stopped and re-runs the
+mutants of code that changed; ``--retry-survivors`` also re-runs those that survived, after tests were added.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +35,7 @@ GROUPS = {
     "divergence": (["toflow/models/divergence.py"], ["tests/test_divergence.py", "tests/test_density.py"]),
     "objectives": (["toflow/objectives.py"],
                    ["tests/test_flow_matching.py", "tests/test_warm_start.py", "tests/test_regularizers.py"]),
-    "data": (["toflow/data/images.py"], ["tests/test_images.py", "tests/test_data.py"]),
+    "data": (["toflow/data/dequantization.py"], ["tests/test_images.py", "tests/test_data.py", "tests/test_edges.py"]),
     "time_step": (["toflow/trainers/temporal.py"], ["tests/test_temporal.py", "tests/test_edges.py"]),
     "checkpoints": (["toflow/trainers/checkpoints.py"], ["tests/test_trained_flow.py"]),
 }
@@ -58,19 +58,15 @@ def _config(files: list[str], tests: list[str]) -> str:
     )
 
 
-def _scratch(group: str, out: Path) -> Path:
-    """A copy of the tracked files (as they are in the working tree) with the group's mutmut section."""
+def _scratch(group: str, out: Path, revision: str) -> Path:
+    """The repository at ``revision`` (a commit: what is tested is what was committed), with the group's
+    mutmut section."""
     files, tests = GROUPS[group]
     where = out / group
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for name in tracked:
-        source, target = ROOT / name, where / name
-        if not source.is_file():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists() or target.read_bytes() != source.read_bytes():
-            shutil.copy2(source, target)
-    pyproject = (ROOT / "pyproject.toml").read_text() + _config(files, tests)
+    where.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", revision], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    pyproject = (where / "pyproject.toml").read_text() + _config(files, tests)
     (where / "pyproject.toml").write_text(pyproject)
     return where
 
@@ -91,8 +87,19 @@ def _mutmut(where: Path, *args: str, log: Path | None = None) -> str:
     return done.stdout or ""
 
 
-def run_group(group: str, out: Path, children: int) -> dict:
-    where = _scratch(group, out)
+def _forget_survivors(where: Path) -> None:
+    """Mark the mutants that survived as not yet run, so that new tests get their chance at them."""
+    for meta in (where / "mutants").rglob("*.meta"):
+        data = json.loads(meta.read_text())
+        codes = data.get("exit_code_by_key", {})
+        data["exit_code_by_key"] = {k: (None if v == 0 else v) for k, v in codes.items()}
+        meta.write_text(json.dumps(data, indent=4))
+
+
+def run_group(group: str, out: Path, children: int, revision: str = "HEAD", retry: bool = False) -> dict:
+    where = _scratch(group, out, revision)
+    if retry:
+        _forget_survivors(where)
     print(f"[mutation] {group}: mutating {', '.join(GROUPS[group][0])}", flush=True)
     _mutmut(where, "run", "--max-children", str(children), log=out / f"{group}.log")
     _mutmut(where, "export-cicd-stats")
@@ -132,10 +139,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group", action="append", choices=sorted(GROUPS), help="a group (repeatable); default all")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "mutation")
     parser.add_argument("--children", type=int, default=1, help="mutants run at once (one thread each)")
+    parser.add_argument("--revision", default="HEAD", help="the commit to test (default HEAD)")
+    parser.add_argument("--retry-survivors", action="store_true", help="run the survivors again (after new tests)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for group in args.group or list(GROUPS):
-        run_group(group, args.out, args.children)
+        run_group(group, args.out, args.children, args.revision, args.retry_survivors)
     # the table holds every group that has a result in --out, this call's and earlier ones'
     report([json.loads((args.out / f"{g}.json").read_text()) for g in GROUPS if (args.out / f"{g}.json").is_file()],
            args.out)
