@@ -29,6 +29,21 @@ def one_line(done: subprocess.CompletedProcess) -> str:
     return done.stderr.strip()
 
 
+def untrained_checkpoint(path: Path, config=("model.hidden=[8]",), weights=("model.hidden=[8]",)) -> Path:
+    """A toflow checkpoint of an untrained flow, written without training: the config ``config``, the
+    weights of the flow ``weights`` describes."""
+    import torch
+
+    from toflow.config import to_dict
+    from toflow.config.components import build_flow
+
+    flow = build_flow(load_config(TOY_CONFIG, list(weights)))
+    torch.save({"state_dict": {f"flow.{key}": value for key, value in flow.state_dict().items()}, "toflow": {},
+                "hyper_parameters": {"config": to_dict(load_config(TOY_CONFIG, list(config)))}, "global_step": 0},
+               path)
+    return path
+
+
 def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("seed: 0\ndata: {name: checkerboard\n")
@@ -45,6 +60,14 @@ def test_a_log_dir_that_cannot_be_made_names_the_key_and_the_path(tmp_path: Path
     a_file.write_text("x")
     done = call_main(run_command.main, [TOY_CONFIG, f"trainer.log_dir={a_file}", "trainer.max_steps=1", *SMALL], capsys)
     assert str(a_file) in one_line(done)
+
+
+def test_a_run_directory_whose_config_cannot_be_written_is_one_line(tmp_path: Path):
+    run = tmp_path / "run"
+    (run / "config.yaml").mkdir(parents=True)  # a folder where the run writes its config
+    with pytest.raises(toflow.ConfigError, match=rf"^trainer.log_dir: cannot write the run directory {run} "
+                                                 rf"\(cannot write {run / 'config.yaml'} \(Is a directory\); "):
+        toflow.train(load_config(TOY_CONFIG, [*SMALL, f"trainer.log_dir={run}"]))
 
 
 def test_resuming_with_another_model_names_each_changed_key(tmp_path: Path, capsys):
@@ -73,6 +96,14 @@ def test_resume_takes_the_runs_own_config(tmp_path: Path, capsys):
     for key in ("test_nll", "end_times", "steps", "nfe_forward_mean"):
         assert resumed[key] == straight[key], key
     assert "holds no run" in one_line(call_main(run_command.main, ["--resume", tmp_path / "none"], capsys))
+
+
+def test_resuming_a_run_that_has_no_checkpoint_is_one_line(tmp_path: Path):
+    run = tmp_path / "run"
+    with pytest.raises(toflow.ConfigError, match=rf"^trainer.resume: no checkpoint to resume at "
+                                                 rf"{run / 'checkpoints' / 'last.ckpt'}$"):
+        toflow.train(load_config(TOY_CONFIG, [*SMALL, "trainer.resume=true", f"trainer.log_dir={run}"]))
+    assert not run.exists()  # the run made the directory, and took it away again
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_any_starts():
@@ -174,6 +205,15 @@ def test_type_errors_are_said_in_plain_words(override, message, capsys):
     assert not any(word in said for word in ("AnyNode", "ListConfig", "Merge error", "subclass", "Incompatible"))
 
 
+def test_debug_shows_the_traceback_instead_of_one_line():
+    with pytest.raises(toflow.ConfigError, match="^seed: an override must read key=value$"):
+        run_command.main([TOY_CONFIG, "seed", "--debug"])
+
+
+def test_run_without_a_config_says_what_to_give(capsys):
+    assert one_line(call_main(run_command.main, [], capsys)) == "error: config: give a YAML config, or --resume RUN_DIR"
+
+
 def test_an_empty_or_directory_config_and_a_misplaced_resume_are_one_line(tmp_path: Path, capsys):
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
@@ -220,6 +260,40 @@ def test_a_checkpoint_that_is_not_one_is_plain(tmp_path: Path):
     torch.save({"state_dict": {}, "hyper_parameters": {}, "toflow": Path("a/path")}, with_code)  # an object of code
     with pytest.raises(CheckpointError, match="holds Python objects besides tensors and plain values"):
         load_checkpoint(with_code)
+
+
+def test_a_checkpoint_that_does_not_fit_its_config_is_one_line(tmp_path: Path):
+    from toflow.errors import CheckpointError
+
+    checkpoint = untrained_checkpoint(tmp_path / "flow.ckpt", config=["model.hidden=[8]"],
+                                      weights=["model.hidden=[16]"])
+    with pytest.raises(CheckpointError, match=rf"^checkpoint: {checkpoint} does not fit the flow its config describes "
+                                              r"\(Error\(s\) in loading state_dict for CNF:\)$"):
+        toflow.load_flow(checkpoint)
+
+
+def test_sample_and_animate_refuse_their_arguments_in_one_line(tmp_path: Path, capsys):
+    from toflow.trainers import animate, sample
+
+    checkpoint = untrained_checkpoint(tmp_path / "flow.ckpt")
+    said = one_line(call_main(sample.main, [checkpoint, "--out", tmp_path / "samples.gif"], capsys))
+    assert said == f"error: --out: {tmp_path / 'samples.gif'} should end in .png, .pt, .npy"
+    said = one_line(call_main(sample.main, [checkpoint, "--n", "0"], capsys))
+    assert said == "error: --n and --temperature: must be positive, got 0 and 1.0"
+    said = one_line(call_main(sample.main, [checkpoint, "--temperature", "0"], capsys))
+    assert said == "error: --n and --temperature: must be positive, got 2000 and 0.0"
+    said = one_line(call_main(animate.main, [checkpoint, "--frames", "1"], capsys))
+    assert said == "error: --frames: at least 2, got 1"
+
+
+def test_a_file_a_command_cannot_use_is_named_in_one_line(tmp_path: Path, capsys):
+    from toflow.trainers import sample
+
+    checkpoint = untrained_checkpoint(tmp_path / "flow.ckpt")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    said = one_line(call_main(sample.main, [checkpoint, "--n", "5", "--out", a_file / "samples.pt"], capsys))
+    assert said == f"error: cannot use {a_file} (File exists)"
 
 
 def test_an_empty_grid_axis_is_one_line(tmp_path: Path):

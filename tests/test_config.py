@@ -2,7 +2,7 @@
 
 import pytest
 
-from toflow.config import ConfigError, load_config
+from toflow.config import ConfigError, from_dict, load_config
 
 
 def refused(*overrides):
@@ -68,6 +68,24 @@ def test_missing_file_is_refused():
         load_config("configs/none.yaml")
 
 
+def test_a_config_file_that_is_not_a_mapping_of_keys_or_not_text_is_one_line(tmp_path):
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("- seed: 0\n- name: x\n")
+    with pytest.raises(ConfigError, match=r"^config: .*listed.yaml does not hold a mapping of keys$"):
+        load_config(listed)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe seed: 0\n")
+    with pytest.raises(ConfigError, match=r"^config: cannot read .*binary.yaml \('utf-8' codec can't decode"):
+        load_config(binary)
+
+
+def test_a_checkpoints_config_is_checked_against_the_schema():
+    with pytest.raises(ConfigError, match=r"^sed: unknown key \(did you mean 'seed'\?\)$"):
+        from_dict({"sed": 5})
+    with pytest.raises(ConfigError, match=r"^seed: expected a whole number, got 'abc'$"):
+        from_dict({"seed": "abc"})
+
+
 @pytest.mark.parametrize("overrides,key", [
     (["solver.step_size=0.1"], "solver.step_size"),  # dopri5 has adaptive steps
     (["solver.name=aca", "solver.sensitivity=adjoint"], "solver.sensitivity"),  # ACA is its own gradient method
@@ -79,6 +97,38 @@ def test_missing_file_is_refused():
 def test_a_setting_the_component_does_not_take_is_refused(overrides, key):
     message = refused(*overrides)
     assert message.startswith(f"{key}:") and "not used" in message
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["seed"], "seed: an override must read key=value"),
+    (["seed=!!int x"], "seed: cannot read the value '!!int x' (a YAML tag that does not fit it?)"),
+    (["model.hidden={a: 1}"], "model.hidden: expected a list of whole numbers, e.g. [64,64], got {a: 1}"),
+    (["model.hidden[0]=x"], "model.hidden[0]: expected a whole number, got x"),
+    (["model.hidden=${x"], "model.hidden: expected a list of whole numbers, e.g. [64,64], got another kind of value"),
+    (["nme=${oops"], "nme: no viable alternative at input '${oops'"),
+    (["data=null"], "data: expected a section of keys, got null"),
+    (["regularizers=5"], "regularizers: expected a section of name: number entries, e.g. {kinetic: 0.01}, got 5"),
+    (["regularizers.kinetic=-0.1"], "regularizers.kinetic: must be non-negative, got -0.1"),
+    (["trainer.animate_frames=1"], "trainer.animate_frames: 0 (none) or at least 2, got 1"),
+    (["time.lr=0"], "time.lr: must be positive, got 0.0"),
+    (["solver.max_steps=0"], "solver.max_steps: must be positive, got 0"),
+    (["solver.control=sometimes"], "solver.control: 'sometimes' is not one of all, state"),
+    (["solver.sensitivity=adjoint", "solver.memory_budget_mb=100"],
+     "solver.memory_budget_mb: a positive budget for sensitivity auto, got 100.0 with sensitivity adjoint"),
+    (["solver.name=rk4"], "solver.step_size: rk4 needs a step size (e.g. 0.25 as RNODE)"),
+    (["solver.name=rk4", "solver.step_size=0"], "solver.step_size: must be positive, got 0.0"),
+    (["model.divergence=sideways"], "model.divergence: 'sideways' is not one of auto, tangents, vjp"),
+    (["data.name=mnist", "data.resize=15"], "data.resize: must be even (the multiscale flow squeezes by 2), got 15"),
+    (["data.name=mnist", "model.scales=4"], "model.scales: between 1 and 3 for 28x28 images, got 4"),
+    (["data.name=mnist", "model.logit_alpha=0.5"], "model.logit_alpha: must lie in [0, 0.5), got 0.5"),
+    (["objective.name=flow_matching", "time.mode=fixed", "objective.sigma=-0.1"],
+     "objective.sigma: must be non-negative, got -0.1"),
+    (["objective.name=flow_matching", "time.mode=fixed", "warm_start.steps=5"],
+     "warm_start.steps: the objective is flow matching already; a warm start is flow matching before another "
+     "objective"),
+])
+def test_each_refusal_names_its_key_in_one_line(overrides, message):
+    assert refused(*overrides) == message
 
 
 def test_an_unknown_time_grad_is_refused():

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from toflow.data import TOY_SETS, ToyStream, toy_sample, toy_test_set
+from toflow.data.toy import CHUNK
 
 
 @pytest.mark.parametrize("name", list(TOY_SETS))
@@ -18,6 +19,14 @@ def test_stream_does_not_depend_on_batch_size(name):
     assert torch.equal(torch.cat(pieces), whole)
     assert whole.dtype == torch.float32 and whole.shape == (9000, 2)
     assert torch.isfinite(whole).all()
+
+
+def test_a_long_stream_keeps_few_chunks_and_gives_the_same_samples():
+    stream = ToyStream("moons", seed=2)
+    whole = stream.take(0, 7 * CHUNK)  # seven chunks: the oldest are let go of on the way
+    assert len(stream._cache) <= 5
+    assert torch.equal(ToyStream("moons", seed=2).take(6 * CHUNK, CHUNK), whole[6 * CHUNK:])
+    assert torch.equal(stream.take(0, 10), whole[:10])  # a chunk let go of is drawn again, the same
 
 
 @pytest.mark.parametrize("name", list(TOY_SETS))

@@ -89,3 +89,16 @@ def test_a_bad_batch_on_one_process_makes_every_process_skip(tmp_path: Path):
         assert torch.equal(rank0[name], rank1[name]), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["bad_steps"] == 1 and summary["steps"] == 4  # one batch more was drawn to make 4 steps
+
+
+def test_the_command_line_trains_with_two_processes_into_one_unnamed_run(tmp_path: Path):
+    root = Path.cwd()  # started in tmp_path, the processes still take this tree's toflow and config
+    config = root / "configs" / "toy_checkerboard_toflow.yaml"
+    done = subprocess.run([sys.executable, "-m", "toflow.trainers.run", str(config), *SMALL, "trainer.max_steps=2",
+                           "trainer.devices=2", "trainer.strategy=ddp"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "PYTHONPATH": str(root)})
+    # no trainer.log_dir: runs/<name>-<time>, named once by the first process
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and json.loads((runs[0] / "summary.json").read_text())["steps"] == 2
+    assert done.stdout.count("run: ") == 1  # the second process says nothing

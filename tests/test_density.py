@@ -78,3 +78,10 @@ def test_samples_have_the_event_shape_and_count_nfe():
         xs = flow.sample(50)
     assert xs.shape == (50, 2) and torch.isfinite(xs).all()
     assert flow.nfe["forward"] > 0
+
+
+def test_sampling_in_batches_gives_the_samples_drawn_at_once():
+    flow = tiny_cnf((8,), Dopri5(atol=1e-10, rtol=1e-10), seed=0)
+    whole = flow.sample(10, generator=torch.Generator().manual_seed(3))
+    batched = flow.sample(10, generator=torch.Generator().manual_seed(3), batch_size=4)  # 4 + 4 + 2
+    assert batched.shape == (10, 2) and torch.allclose(batched, whole, atol=1e-8)

@@ -151,3 +151,33 @@ def test_a_compiled_flow_gives_the_same_loss_and_gradients():
     state = torch.cat([z.flatten(1), torch.zeros(3, 3)], 1)
     explained = torch._dynamo.explain(image.dynamics.evaluate)(torch.tensor(0.3), state, image.trace.sample_probe(z))
     assert explained.graph_break_count == 0 and explained.graph_count == 1
+
+
+def test_compile_with_vector_jacobian_products_falls_back_to_eager_and_says_so(capsys):
+    from toflow.models import CNF
+
+    torch.manual_seed(0)
+    flow = CNF(ConcatSquashMLP(2, (8,)), divergence="vjp", compile=True).double()
+    eager = CNF(ConcatSquashMLP(2, (8,)), divergence="vjp").double()
+    eager.load_state_dict(flow.state_dict())
+    x = torch.randn(8, 2, dtype=torch.float64)
+    assert torch.equal(flow.log_prob(x), eager.log_prob(x))
+    assert not flow.dynamics.compile
+    assert capsys.readouterr().err == ("model.compile: the divergence is by vector-Jacobian products, whose double "
+                                       "backward torch.compile cannot differentiate; evaluating eagerly\n")
+
+
+def test_a_compile_that_fails_falls_back_to_eager_and_says_why(capsys, monkeypatch):
+    def no_compiler(self):  # what torch.compile does on a machine without a C compiler, say
+        def fails(*args):
+            raise RuntimeError("no C compiler found\nmore detail")
+        return fails
+
+    monkeypatch.setattr(CNFDynamics, "_compiled", no_compiler)
+    flow = tiny_cnf((8,), seed=0)
+    x = torch.randn(8, 2, dtype=torch.float64)
+    expected = flow.log_prob(x)
+    flow.dynamics.compile = True
+    assert torch.equal(flow.log_prob(x), expected) and not flow.dynamics.compile
+    assert capsys.readouterr().err == ("model.compile: torch.compile failed here (RuntimeError: no C compiler found); "
+                                       "evaluating eagerly\n")

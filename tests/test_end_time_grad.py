@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import tiny_cnf
 
-from toflow.solvers import Dopri5
+from toflow.solvers import Dopri5, SolverError
 
 TOL = 1e-10
 
@@ -121,3 +121,11 @@ def test_the_T_step_says_when_no_backward_pass_has_run():
         flow.dloss_dT()
     (-flow.log_prob(X).mean()).backward()
     assert torch.isfinite(flow.dloss_dT())
+
+
+def test_a_training_solve_that_failed_leaves_no_T_gradient():
+    flow = tiny_cnf((16, 16), Dopri5(max_steps=1), seed=1, grad="after_step")
+    with pytest.raises(SolverError, match="solver.max_steps"):
+        flow.log_prob(X)
+    with pytest.raises(RuntimeError, match="^end-time gradient: no training solve has run since the record was made$"):
+        flow.dloss_dT()

@@ -139,3 +139,26 @@ def test_a_regulariser_needing_what_the_trace_cannot_give_is_refused():
     flow = CNF(LinearField(A), regularizers=[ProbeAligned(1.0)], trace="hutchinson")
     out = flow.transform(torch.randn(6, 2))  # e^T J e = e^T e = 2 for a Rademacher e and J = I
     assert torch.allclose(out.regularization["probe_aligned"], torch.full((6,), 2 * 0.5))
+
+
+def test_a_registry_builds_a_plain_function_and_names_what_it_takes():
+    from toflow.registry import Registry
+
+    things = Registry("thing.name", settings="thing")
+
+    @things.register(name="scaled")
+    def scaled(factor=1.0, *, offset=0.0):
+        return factor, offset
+
+    assert things.names() == ("scaled",) and dict(things.items()) == {"scaled": scaled}
+    assert things.settings("scaled") == ("factor", "offset")
+    assert things.build("scaled", factor=2.0, offset=None) == (2.0, 0.0)  # None: the function's default
+    with pytest.raises(ValueError, match=r"^thing.size: not used by scaled \(it takes factor, offset; leave "
+                                         r"thing.size null\)$"):
+        things.build("scaled", size=3)
+
+
+def test_flow_ode_is_loaded_where_it_is_first_asked_for():
+    from toflow.solvers.neural_ode import FlowODE
+
+    assert toflow.solvers.FlowODE is FlowODE

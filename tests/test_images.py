@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from torch import nn
 
 from toflow import build_flow
 from toflow.config import load_config
-from toflow.data import DataError, bits_per_dim, load_images
+from toflow.data import DataError, bits_per_dim, load_images, make_source
 from toflow.data.images import MNIST_FILES
 from toflow.models import CNF, ConcatConvNet, EndTime, LogitTransform, MultiscaleFlow, squeeze, unsqueeze
 from toflow.solvers import Dopri5
@@ -90,6 +91,50 @@ def test_bits_per_dim_by_hand():
     assert float(bits_per_dim(-logp, 16, 256)) == pytest.approx(expected_bpd, abs=1e-10)
 
 
+def test_a_multiscale_flow_adds_up_its_blocks_regularisers():
+    from toflow.regularizers import KineticEnergy
+
+    def block(shape):
+        return CNF(ConcatConvNet(shape[0], (8,)), EndTime(0.0, 0.5), Dopri5(atol=1e-4, rtol=1e-4),
+                   regularizers=[KineticEnergy(1.0)], trace="hutchinson", event_shape=shape)
+
+    flow = MultiscaleFlow((1, 4, 4), block).double()  # 4x4: one scale of one block
+    x = torch.rand(3, 1, 4, 4, dtype=torch.float64) * 0.9 + 0.05
+    torch.manual_seed(1)
+    out = flow.transform(x)
+    assert set(out.regularization) == {"kinetic"} and out.regularization["kinetic"].shape == (3,)
+    torch.manual_seed(1)  # the same probe: the block alone, on what it sees
+    block, = flow.blocks()
+    assert torch.equal(out.regularization["kinetic"], block.transform(flow.prepare(x)).regularization["kinetic"])
+
+
+def test_flow_matching_trains_a_single_scale_image_flow_in_logit_space():
+    from toflow.objectives import FlowMatching
+
+    flow = MultiscaleFlow((1, 4, 4), lambda s: CNF(ConcatConvNet(s[0], (8,)), EndTime(0.0, 0.5), event_shape=s),
+                          n_scales=1).double()
+    x = torch.rand(6, 1, 4, 4, dtype=torch.float64) * 0.9 + 0.05
+    assert torch.equal(flow.prepare(x), flow.logit(x)[0])
+    loss, parts = FlowMatching()(flow, x)
+    loss.backward()
+    assert torch.isfinite(loss) and parts == {"fm_mse": loss}
+    assert all(p.grad is not None for p in flow.blocks()[0].field.parameters())
+
+
+@pytest.mark.parametrize("shape,blocks", [((1, 8, 8), 3), ((1, 4, 4), 1)], ids=["two scales", "one block"])
+def test_an_image_flow_animates_into_a_gif_of_sample_grids(shape, blocks, tmp_path: Path):
+    from PIL import Image
+
+    from toflow.trainers.animation import animate
+
+    flow = small_multiscale(shape, tol=1e-3).float()
+    assert len(flow.blocks()) == blocks  # one block: a flat latent like a 2-D flow's, yet images
+    shots = animate(flow, tmp_path / "flow.gif", k=2, title="images")
+    assert [shot.density for shot in shots] == [None, None]
+    assert [shot.particles.shape for shot in shots] == [(64, *shape)] * 2  # an 8x8 grid of samples a frame
+    assert Image.open(tmp_path / "flow.gif").n_frames == 2
+
+
 def test_ffjord_parameter_counts():
     # the source: the paper's Table 1 (Param), FFJORD's multiscale flow with 400K parameters on MNIST and
     # 670K on CIFAR-10, rounded there; toflow's build has 400,323 and 679,441 (1.4% above the 670K)
@@ -146,6 +191,61 @@ def test_a_gzip_file_cut_short_is_one_line(fake_mnist: Path):
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     with pytest.raises(DataError, match=r"cannot unpack .*train-images-idx3-ubyte.gz: it is cut short or not a gzip"):
         load_images("mnist", fake_mnist, download=False)
+
+
+def test_the_origin_names_gzip_files_and_debians_copy(fake_mnist: Path, tmp_path: Path, monkeypatch):
+    raw = _gzipped_mnist(fake_mnist)
+    source = make_source("mnist", root=str(fake_mnist), test_size=16)
+    assert source.origin.endswith(f"from {raw} (its .gz files, unpacked there)")
+    debian = tmp_path / "debian"
+    debian.mkdir()
+    for f in raw.glob("*.gz"):  # a Fashion-MNIST of the same files, where Debian's package puts it
+        f.rename(debian / f.name)
+    monkeypatch.setattr("toflow.data.images.DEBIAN_FASHION", debian)
+    root = tmp_path / "data"
+    source = make_source("fashion_mnist", root=str(root), test_size=16)
+    assert f"from {debian} (Debian's dataset-fashion-mnist; data.root {root} has none)" in source.origin
+    assert len(source.test) == 16 and (root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
+def test_the_digits_come_from_scikit_learn():
+    source = make_source("digits", test_size=50, subset=100)
+    assert source.origin == "100 training and 50 test images from scikit-learn's 8x8 digits " \
+                            "(sklearn.datasets.load_digits)"
+    assert source.event_shape == (1, 8, 8) and source.levels == 17 and len(source.test) == 50
+    train = load_images("digits", train=True)
+    assert train.shape == (1497, 1, 8, 8) and train.dtype == torch.uint8 and int(train.max()) == 16
+    assert torch.equal(load_images("digits", train=True, subset=100), train[:100])  # the first of the same order
+
+
+def test_an_unknown_image_set_and_a_batch_larger_than_the_set_are_one_line(fake_mnist: Path):
+    with pytest.raises(DataError, match=r"^data.name: 'svhn' is not one of mnist, fashion_mnist, cifar10, digits$"):
+        load_images("svhn")
+    source = make_source("mnist", root=str(fake_mnist), test_size=16)
+    with pytest.raises(DataError, match=r"^data.batch_size: 64 exceeds the 48 training images$"):
+        source.train_batches(64)
+
+
+def test_cifar10_missing_damaged_and_read_channels_first(tmp_path: Path, monkeypatch):
+    import torchvision.datasets.cifar as cifar
+
+    folder = tmp_path / "cifar-10-batches-py"
+    with pytest.raises(DataError, match=rf"^data.name=cifar10: missing {folder}; unpack cifar-10-python.tar.gz"):
+        make_source("cifar10", root=str(tmp_path), download=False)
+    folder.mkdir()
+    with pytest.raises(DataError, match="are not CIFAR-10's"):
+        load_images("cifar10", tmp_path, download=False)
+    rng = np.random.default_rng(0)
+    rows = {}
+    for name, n in [*((f"data_batch_{i}", 2) for i in range(1, 6)), ("test_batch", 3)]:
+        rows[name] = rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8)  # CIFAR's rows: all red, green, blue
+        (folder / name).write_bytes(pickle.dumps({"data": rows[name], "labels": [0] * n}))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(k) for k in range(10)]}))
+    monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)  # not CIFAR-10's own MD5s
+    test = load_images("cifar10", tmp_path, train=False, download=False)
+    assert test.shape == (3, 3, 32, 32) and test.dtype == torch.uint8
+    assert torch.equal(test, torch.from_numpy(rows["test_batch"].reshape(3, 3, 32, 32)))
+    assert load_images("cifar10", tmp_path, train=True, download=False).shape == (10, 3, 32, 32)
 
 
 def test_an_unpack_that_dies_midway_leaves_no_partial_file(fake_mnist: Path, monkeypatch):

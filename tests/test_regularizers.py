@@ -46,6 +46,26 @@ def test_exact_jacobian_frobenius_of_a_linear_field():
     assert torch.allclose(out.regularization["jacobian_frobenius"], torch.full((4,), expected, dtype=torch.float64))
 
 
+def test_a_regulariser_reading_the_jacobian_gets_its_rows_either_way():
+    from toflow.models import LinearField
+
+    @dataclass(frozen=True)
+    class Entry01(Regularizer):  # g = (df/dz)[0, 1]: row 0, column 1
+        name = "entry01"
+        needs = ("jacobian",)
+
+        def integrand(self, ev):
+            return ev.jacobian["jacobian"][:, 0, 1]
+
+    A = torch.tensor([[0.1, -0.4], [0.7, 0.2]], dtype=torch.float64)
+    expected = torch.full((4,), 0.5 * -0.4, dtype=torch.float64)  # T * A[0, 1]
+    for divergence in ("tangents", "vjp"):
+        flow = CNF(LinearField(A), EndTime(0.0, 0.5), Dopri5(atol=1e-10, rtol=1e-10), regularizers=[Entry01(1.0)],
+                   trace="exact", divergence=divergence).double()
+        value = flow.transform(torch.randn(4, 2, dtype=torch.float64)).regularization["entry01"]
+        assert torch.allclose(value, expected), divergence
+
+
 @pytest.mark.parametrize("distribution", ["rademacher", "gaussian"])
 def test_hutchinson_frobenius_matches_the_exact_norm(distribution):
     torch.manual_seed(0)

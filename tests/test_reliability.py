@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -84,10 +85,12 @@ def test_a_nan_batch_is_skipped_and_counted(tmp_path: Path):
 def test_too_many_bad_steps_stop_the_run_with_the_checkpoint_intact(tmp_path: Path):
     run = tmp_path / "run"
     cfg = load_config(CONFIG, [*SMALL, "trainer.max_steps=30", "trainer.max_bad_steps=2", f"trainer.log_dir={run}"])
+    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(NonFiniteTraining, match="trainer.max_bad_steps=2"):
         toflow.train(cfg, source=PoisonedSource(cfg, bad=set(range(7, 100))))
     checkpoint = load_checkpoint(run / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == 5  # the last good checkpoint
+    assert signal.getsignal(signal.SIGINT) is before  # a failed run leaves Ctrl-C as it found it
 
 
 def test_undo_restores_weights_and_optimizer_state():
@@ -133,6 +136,57 @@ def test_a_checkpoint_with_code_in_it_is_not_run(tmp_path: Path):
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_files_that_cannot_be_written_are_one_line_and_leave_no_scratch(tmp_path: Path, monkeypatch):
+    import toflow.trainers.reliability as reliability
+    from toflow.errors import WriteError
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(WriteError, match=rf"^cannot write the checkpoint {a_file}/last.ckpt \(File exists\)$"):
+        reliability.AtomicCheckpointIO().save_checkpoint({"step": 1}, a_file / "last.ckpt")
+    with pytest.raises(WriteError, match=rf"^cannot write {tmp_path}/missing/summary.json \(No such file or "
+                                         r"directory\)$"):
+        reliability.write_text_atomic(tmp_path / "missing" / "summary.json", "{}")
+    (tmp_path / "summary.json").mkdir()  # a folder where the file goes: the rename fails
+    with pytest.raises(WriteError, match=r"summary.json \(Is a directory\); the file is as it was$"):
+        reliability.write_text_atomic(tmp_path / "summary.json", "{}")
+    # in this process what test_bad_input's size-limited one shows: torch.save's failed write, the old file whole
+    last = tmp_path / "last.ckpt"
+    reliability.AtomicCheckpointIO().save_checkpoint({"step": 1}, last)
+    before = last.read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc] PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(reliability.torch, "save", full_disk)
+    with pytest.raises(WriteError, match=r"\(the write failed: a full disk\?\); the one before it is whole$"):
+        reliability.AtomicCheckpointIO().save_checkpoint({"step": 2}, last)
+    assert last.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "last.ckpt", "summary.json"]
+
+
+def test_an_interrupt_in_the_middle_of_a_write_leaves_the_old_file_whole(tmp_path: Path, monkeypatch):
+    import toflow.trainers.reliability as reliability
+
+    last, summary = tmp_path / "last.ckpt", tmp_path / "summary.json"
+    reliability.AtomicCheckpointIO().save_checkpoint({"step": 1}, last)
+    summary.write_text("old")
+    before = last.read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reliability.torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        reliability.AtomicCheckpointIO().save_checkpoint({"step": 2}, last)
+    monkeypatch.setattr(reliability.os, "chmod", interrupted)  # the text written, not yet renamed into place
+    with pytest.raises(KeyboardInterrupt):
+        reliability.write_text_atomic(summary, "new")
+    monkeypatch.undo()
+    assert last.read_bytes() == before and summary.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "summary.json"]  # no scratch file left
 
 
 def test_solver_past_max_steps_names_the_block_and_T(tmp_path: Path):
@@ -200,6 +254,31 @@ def test_a_signal_saves_a_checkpoint_and_exits(tmp_path: Path, signum):
     assert saved["toflow"]["batches_done"] == saved["global_step"]
 
 
+def test_a_second_ctrl_c_stops_at_once_and_other_threads_leave_signals_alone(tmp_path: Path):
+    from toflow.trainers.reliability import StopOnSignal
+
+    elsewhere = StopOnSignal(tmp_path / "last.ckpt")
+    thread = threading.Thread(target=elsewhere.on_train_start, args=(None, None))
+    thread.start()
+    thread.join()
+    assert elsewhere._previous == {}  # a fit outside the main thread installs no handler
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    stop = StopOnSignal(tmp_path / "last.ckpt")
+    before = signal.getsignal(signal.SIGINT)
+    stop.on_train_start(None, None)
+    try:
+        os.kill(os.getpid(), signal.SIGINT)  # the first: noted; the step finishes and saves
+        time.sleep(0.05)
+        assert stop.received == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):  # the second: at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    finally:
+        stop.restore()
+    assert signal.getsignal(signal.SIGINT) is before  # the handler it found, put back
+
+
 def test_missing_and_corrupt_data(tmp_path: Path):
     with pytest.raises(DataError, match="train-images-idx3-ubyte"):
         make_source("mnist", root=str(tmp_path), download=False)
@@ -253,6 +332,47 @@ def test_a_non_finite_joint_T_gradient_skips_the_step(tmp_path: Path):
     assert all(T == T for _, T, _ in states)  # T never became NaN
 
 
+@pytest.mark.parametrize("poison", ["weights gradient", "after-step T gradient"])
+def test_a_non_finite_gradient_skips_the_whole_step(poison, tmp_path: Path):
+    cfg = load_config(CONFIG, [*SMALL, "trainer.max_steps=5", f"trainer.log_dir={tmp_path / 'run'}"])  # toflow
+    states, hooks = [], []
+
+    class Poison(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if batch_idx != 2:
+                return
+            if poison == "weights gradient":
+                hooks.append(module.flow.field.layers[0].layer.weight.register_hook(lambda g: g * float("nan")))
+            else:  # TO-FLOW's dL/dT after the weights step
+                module.flow.dloss_dT = lambda: torch.tensor(float("nan"), dtype=torch.float64)
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            for hook in hooks:
+                hook.remove()
+            hooks.clear()
+            module.flow.__dict__.pop("dloss_dT", None)
+            states.append((float(module.flow.end_time.T), module.flow.field.layers[0].layer.weight.detach().clone()))
+
+    summary = toflow.train(cfg, callbacks=[Poison()])
+    assert summary["bad_steps"] == 1
+    before, poisoned = states[1], states[2]
+    assert poisoned[0] == before[0] and torch.equal(poisoned[1], before[1])  # T and the weights as they were
+    assert states[3][0] != before[0]  # training went on
+
+
+def test_max_grad_norm_clips_the_weights_gradient(tmp_path: Path):
+    cfg = load_config(CONFIG, [*SMALL, "optim.max_grad_norm=1e-3", "trainer.max_steps=2",
+                               f"trainer.log_dir={tmp_path / 'run'}"])
+    norms = []
+
+    class Watch(pl.Callback):
+        def on_before_optimizer_step(self, trainer, module, optimizer):
+            norms.append(float(torch.nn.utils.get_total_norm([p.grad for p in module.weight_parameters()])))
+
+    toflow.train(cfg, callbacks=[Watch()])
+    assert len(norms) == 2 and max(norms) <= 1e-3 * (1 + 1e-6)
+
+
 def test_a_resumed_run_draws_what_the_uninterrupted_one_draws(tmp_path: Path):
     # Hutchinson probes come from torch's stream, and sensitivity auto chooses from the last solve:
     # a run stopped after 3 steps and resumed ends exactly where an uninterrupted one does
@@ -291,3 +411,19 @@ def test_a_non_finite_solve_is_skipped_and_too_many_end_the_command_in_one_line(
         if not torch.is_tensor(value):
             continue
         assert torch.equal(after["state_dict"][key], value), key
+
+
+def test_an_unnamed_runs_processes_share_the_directory_the_first_named(tmp_path: Path, monkeypatch):
+    from toflow.provenance import RUN_DIR_ENV, run_dir_of
+
+    assert run_dir_of(None, "toy").parent == Path("runs")
+    monkeypatch.setenv(RUN_DIR_ENV, str(tmp_path / "run"))  # what train() sets before DDP starts the others
+    assert run_dir_of(None, "toy") == tmp_path / "run"
+    assert run_dir_of(str(tmp_path / "given"), "toy") == tmp_path / "given"
+
+
+def test_a_machine_without_git_records_no_commit(monkeypatch, tmp_path: Path):
+    from toflow.provenance import git_commit
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git to be found
+    assert git_commit() is None

@@ -287,14 +287,16 @@ def test_auto_sensitivity_picks_by_its_rule():
     assert choose(footprint, (16, 3), 10**6) == "adjoint"  # b not measured for this shape
 
 
-@pytest.mark.parametrize("budget,expected", [(1e-3, "adjoint"), (1e4, "autograd")])
+@pytest.mark.parametrize("budget,expected", [(1e-3, "adjoint"), (1e4, "autograd"), (0.15, "aca")])
 def test_auto_sensitivity_gives_the_exact_gradient_of_its_choice(budget, expected):
     from toflow.solvers.auto import footprint_of
 
     x = X.clone()
     grads = {}
     for sensitivity, settings in (("auto", {"memory_budget_mb": budget}), (expected, {})):
-        flow = tiny_cnf((8, 8), Dopri5(atol=1e-8, rtol=1e-8, sensitivity=sensitivity, **settings), seed=3)
+        solver = (ACA(atol=1e-8, rtol=1e-8) if sensitivity == "aca"  # ACA is a solver of its own
+                  else Dopri5(atol=1e-8, rtol=1e-8, sensitivity=sensitivity, **settings))
+        flow = tiny_cnf((8, 8), solver, seed=3)
         for _ in range(2):  # the first solve measures, the second chooses
             flow.zero_grad()
             loss_fn(flow, x).backward()
@@ -351,3 +353,11 @@ def test_a_step_within_5_percent_of_the_end_reaches_it():
     exact_landing = [last_two_steps(t1, 1.0) for t1 in ends]
     assert any(last < 0.05 * before for (before, last), _ in exact_landing)  # the slivers it avoids
     assert sum(n for _, n in stretched) < sum(n for _, n in exact_landing)
+
+
+@pytest.mark.parametrize("solver", [RK4(step_size=0.1), MALI(), Dopri5()], ids=["rk4", "mali", "dopri5"])
+def test_no_way_back_at_all_is_the_identity(solver):  # animate's last frame: fraction 0
+    flow = tiny_cnf((8,), solver, seed=0)
+    z = torch.randn(5, 2, dtype=torch.float64)
+    assert torch.equal(flow.inverse(z, fraction=0.0), z)
+    assert flow.nfe["forward"] == 0

@@ -1,9 +1,12 @@
 """The study runner: a grid of arms, a table with every column, finished arms skipped."""
 
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import call_main
 
 from toflow.config import ConfigError
 from toflow.study import (
@@ -55,6 +58,26 @@ def test_a_baseline_of_some_labels_compares_within_the_other_axes():
     for bad in ("time.mode=steer", "solver.name=rk4", "fixed"):
         with pytest.raises(ConfigError, match=f"baseline: '{bad}' is neither an arm"):
             baselines(arms(grid), bad)
+
+
+def test_a_grid_without_axes_is_the_base_and_an_axis_must_be_a_list_or_bundles():
+    from toflow.study.grid import Arm
+
+    assert arms({}) == [Arm("base", ())]
+    with pytest.raises(ConfigError, match=r"^grid.time.mode: give a list of values or a mapping of labelled bundles$"):
+        arms({"time.mode": "fixed"})
+
+
+@pytest.mark.parametrize("text,message", [
+    ("sedes: [0]\n", r"^sedes: unknown key \(did you mean 'seeds'\?\)$"),
+    ("parallel: 0\n", r"^parallel: must be at least 1, got 0$"),
+    ("seeds: []\n", r"^seeds: give at least one seed$"),
+])
+def test_a_bad_study_file_is_one_line(text, message, tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_study(path)
 
 
 def test_the_shipped_studies_load_with_every_arm_valid():
@@ -142,6 +165,56 @@ def test_a_failed_run_does_not_stop_the_others(tmp_path: Path, monkeypatch, caps
     assert not (tmp_path / "out" / "results.md").exists()  # no table with a run missing
 
 
+def test_a_run_that_fails_names_the_arm_and_its_last_line(tmp_path, monkeypatch):
+    import toflow.study.runner as runner
+    from toflow.errors import TrainingFailed
+
+    study = load_study(write_study(tmp_path, "  time.mode: [fixed]"))
+    failed = subprocess.CompletedProcess([], 2, "", "a warning\nerror: data.root: cannot read it\n")
+    monkeypatch.setattr(runner.subprocess, "run", lambda *args, **kwargs: failed)
+    with pytest.raises(TrainingFailed, match=r"^time.mode=fixed seed 0 failed: error: data.root: cannot read it$"):
+        runner.run_arm(study, arms(study.grid)[0], 0)
+    monkeypatch.setattr(runner.subprocess, "run", lambda *args, **kwargs: subprocess.CompletedProcess([], 1, "", ""))
+    with pytest.raises(TrainingFailed, match=r"failed: no output$"):
+        runner.run_arm(study, arms(study.grid)[0], 0)
+
+
+def test_the_report_adds_the_table_at_equal_training_time(tmp_path, monkeypatch):
+    import toflow.study.runner as runner
+
+    study = load_study(write_study(tmp_path, "  time.mode: [fixed, toflow]"))
+    study.equal_time = True
+    curves = {"time.mode=fixed": Curve([5, 10], [3.0, 2.5], [1.0, 2.0], [50, 100]),
+              "time.mode=toflow": Curve([5, 10], [2.9, 2.4], [1.5, 2.5], [40, 80])}
+    monkeypatch.setattr(runner, "curve", lambda where, metric: curves[where.parent.name])
+    monkeypatch.setattr(runner, "plots", lambda *args: None)
+    summary = {"test_nll": 2.5, "end_times": [0.5], "nfe_forward_mean": 10.0, "nfe_backward_mean": 20.0,
+               "time_per_iter_s": 0.1, "wall_s": 5.0, "sample_nfe": 30}
+    text = runner.report(study, arms(study.grid), {name: [summary] for name in curves})
+    assert "At equal training time" in text and "| arm | test NLL (nats) at 2 s |" in text
+    assert "| time.mode=toflow | 2.9000 | 1 of 1 | n/a | 30 |" in text  # its last evaluation by 2 s (the baseline's)
+    assert (tmp_path / "out" / "results.md").read_text() == text
+
+
+def test_the_study_command_runs_the_study_its_file_and_overrides_describe(tmp_path, monkeypatch, capsys):
+    import toflow.study.__main__ as study_command
+
+    path = write_study(tmp_path, "  time.mode: [fixed, toflow]")
+    ran = []
+    monkeypatch.setattr(study_command, "run_study", ran.append)
+    assert call_main(study_command.main, [path, "seeds=[0,1]"], capsys).returncode == 0
+    assert ran[0].seeds == [0, 1] and [arm.name for arm in arms(ran[0].grid)] == ["time.mode=fixed", "time.mode=toflow"]
+    said = call_main(study_command.main, [path, "parallel=0"], capsys)
+    assert said.returncode == 2 and said.stderr == "error: parallel: must be at least 1, got 0\n"
+
+
+def test_python_m_toflow_study_refuses_a_bad_study_in_one_line(tmp_path):
+    path = write_study(tmp_path, "  time.mode: [fixed]")
+    done = subprocess.run([sys.executable, "-m", "toflow.study", str(path), "parallel=0"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr == "error: parallel: must be at least 1, got 0\n"
+
+
 def test_a_bad_arm_is_refused_before_anything_runs(tmp_path: Path):
     with pytest.raises(ConfigError, match="time.mode"):
         load_study(write_study(tmp_path, "  time.mode: [fixed, sometimes]"))
@@ -157,6 +230,32 @@ def test_time_to_quality_on_curves_computed_by_hand():
     assert first_reached(run, 4.0 - 1e-7) == (3.0, 220)  # within float32's precision of the logged value
     clock = training_clock([SimpleNamespace(step=s, value=0.15) for s in range(1, 31)])
     assert clock(10) == pytest.approx(1.5) and clock(30) == pytest.approx(4.5)  # step times only
+
+
+def test_several_seeds_give_a_mean_and_spread_and_a_target_may_be_missed():
+    from toflow.study.results import quality_table, table
+
+    def summary(nll):
+        return {"test_nll": nll, "end_times": [0.5], "nfe_forward_mean": 10.0, "nfe_backward_mean": 20.0,
+                "time_per_iter_s": 0.1, "wall_s": 5.0}
+
+    row = table({"a": [summary(1.0), summary(2.0), summary(3.0)]}).splitlines()[2]
+    assert row.startswith("| a | 2.000 +- 1.000 | n/a |") and row.endswith("| 3 |")
+    never = Curve(steps=[10, 20], values=[5.0, 4.5], seconds=[1.0, 2.0], nfe=[100, 200])
+    text = quality_table({"a": [never]}, {"a": {"fixed_final": 4.0}}, "NLL (nats)")
+    assert "| a | fixed_final = 4.0000 | not reached | not reached | 0 of 1 |" in text
+
+
+def test_the_metric_figure_draws_the_seeds_as_a_band():
+    from matplotlib.collections import PolyCollection
+
+    from toflow.study.figures import Drawn, metric_figure
+
+    runs = [Curve([10, 20], [5.0, 4.0], [1.0, 2.0], [100, 200]), Curve([10, 20], [5.5, 3.5], [1.2, 2.2], [110, 210])]
+    fig = metric_figure([Drawn("a", runs, [], [], [])], "steps", "step", "title", "NLL (nats)")
+    ax, = fig.axes
+    assert [line.get_ydata().tolist() for line in ax.get_lines()] == [[5.25, 3.75]]
+    assert any(isinstance(c, PolyCollection) for c in ax.collections)  # the band from the lowest to the highest
 
 
 def test_targets_come_from_the_baseline_arm():
@@ -191,8 +290,6 @@ def test_the_time_to_quality_studies_name_their_arms():
 
 
 def test_figure_1_draws_data_and_each_modes_density(tmp_path: Path):
-    import sys
-
     import toflow
 
     sys.path.insert(0, "bench")
@@ -208,6 +305,9 @@ def test_figure_1_draws_data_and_each_modes_density(tmp_path: Path):
     titles = [ax.get_title() for ax in fig.axes]
     assert len(fig.axes) == 3 and titles[0] == "moons: data" and titles[1].startswith("fixed: ")
     assert titles[2].startswith("toflow: ") and titles[2].endswith(" nats")
+    fig = figure_1({**runs, "rings": {"fixed": runs["moons"]["fixed"]}}, grid=20)  # rings has no toflow run
+    assert len(fig.axes) == 6 and [ax.get_title() for ax in fig.axes][1] == "rings: data"
+    assert not fig.axes[5].axison and fig.axes[5].get_title() == ""  # rings, toflow: left blank
 
 
 def load_study_free_config(mode: str, run: Path):

@@ -137,6 +137,12 @@ def test_steer_draw_state_survives_a_state_dict_round_trip():
     assert float(a.t_span()[1]) == float(b.t_span()[1])
 
 
+def test_an_end_time_prints_its_mode_interval_and_alpha():
+    end_time = EndTime(0.0, 0.5, "toflow", alpha=0.2, eps=0.1)
+    assert end_time.alpha == 0.2
+    assert repr(end_time) == "EndTime(mode=toflow, grad=after_step, T=0.5000, T0=0.5, clip=[0.1, 0.9], alpha=0.2)"
+
+
 def test_a_non_finite_T_gradient_moves_nothing():
     flow = toy_flow("toflow", grad="same_pass")
     T = flow.end_time.T

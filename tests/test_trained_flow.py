@@ -221,6 +221,18 @@ def test_best_ckpt_is_the_lowest_test_nll_and_load_flow_and_evaluate_reproduce_i
     assert done.returncode == 0 and f"test NLL {evaluations[best_step]:.4f} nats" in done.stdout
 
 
+def test_a_score_that_moves_under_the_check_is_reported_at_the_tighter_tolerance():
+    from toflow.trainers.evaluation import checked_scores, describe
+
+    scores = checked_scores({"test_nll": 3.0}, {"test_nll": 3.01}, (1e-5, 1e-5), "test_nll")
+    assert scores["test_nll"] == 3.01 and scores["unconverged"] == {"test_nll": 3.0}
+    assert describe(scores) == ("test NLL 3.0100 nats at atol=rtol=1e-06, 10x tighter than the evaluation's "
+                                "atol=rtol=1e-05, where it read 3.0000 (+1.0e-02: not converged)")
+    converged = checked_scores({"test_nll": 3.0}, {"test_nll": 3.0002}, (1e-5, 1e-4), "test_nll")
+    assert "unconverged" not in converged
+    assert describe(converged) == "test NLL 3.0000 nats at atol=1e-05, rtol=1e-04 (10x tighter: +2.0e-04)"
+
+
 def test_evaluate_with_overrides_evaluates_what_they_say(tmp_path: Path, capsys):
     import json
 

@@ -63,7 +63,7 @@ def parse_overrides(overrides: Sequence[str], separately: bool = False):
 
     Raises:
         ConfigError: One line naming the override that is not ``key=value`` or whose value is not
-            readable (unbalanced brackets or quotes).
+            readable (unbalanced brackets or quotes, or a YAML tag the value does not fit).
     """
     parsed = []
     for item in overrides:
@@ -78,6 +78,8 @@ def parse_overrides(overrides: Sequence[str], separately: bool = False):
             raise ConfigError(f"{key}: cannot read the value {value!r} (unbalanced brackets or quotes?)") from None
         except OmegaConfBaseException as err:
             raise ConfigError(one_line(err)) from None
+        except (ValueError, KeyError, AttributeError):  # PyYAML's conversion of a tagged value, e.g. !!int x
+            raise ConfigError(f"{key}: cannot read the value {value!r} (a YAML tag that does not fit it?)") from None
     if separately:
         return parsed
     return OmegaConf.merge(*parsed) if parsed else OmegaConf.create({})

@@ -89,7 +89,7 @@ def write_gif(shots: list, out: Path, title: str = "", fps: int = 4, limit: floa
 
 def animate(flow, out: Path, k: int = 16, title: str = "", seed: int = 0) -> list:
     """Draw ``k`` frames of ``flow`` into the GIF ``out``; return the frames."""
-    images = len(flow.latent_shape) != 1 or len(flow.blocks()) > 1
+    images = len(flow.blocks()[0].event_shape) > 1  # the first block sees (C, H, W) in an image flow
     shots = frames(flow, k, particles=64 if images else 1000, seed=seed)
     write_gif(shots, out, title)
     return shots

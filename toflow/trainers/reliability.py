@@ -124,7 +124,8 @@ class StopOnSignal(pl.Callback):
             raise KeyboardInterrupt
         self.received = signum
 
-    def on_fit_start(self, trainer, module) -> None:
+    def on_train_start(self, trainer, module) -> None:
+        # after Lightning has saved the handlers it puts back at its teardown, so that ours is not among them
         for signum in self.SIGNALS:
             try:
                 self._previous[signum] = signal.signal(signum, self._handle)
