@@ -70,3 +70,14 @@ def test_dequantised_pixels_stay_strictly_inside_the_unit_interval():
     bottom = dequantize(torch.zeros(2_000_000, dtype=torch.uint8), 256, torch.Generator().manual_seed(0))
     assert top.max() < 1.0 and bottom.min() > 0.0
     assert top.dtype == torch.float32 and top.min() >= 255 / 256
+
+
+def test_dequantisation_clamps_onto_the_float32_neighbours_of_0_and_1():
+    from toflow.data import dequantize
+
+    # values outside [0, L) land past the ends for every u, so every pixel meets the clamp
+    above = dequantize(torch.full((100,), 256), 256, torch.Generator().manual_seed(0))
+    below = dequantize(torch.full((100,), -1), 256, torch.Generator().manual_seed(0))
+    largest_below_1 = torch.nextafter(torch.tensor(1.0), torch.tensor(0.0))
+    assert torch.equal(above, torch.full((100,), largest_below_1.item()))  # 1 - 2^-24, where the logit is finite
+    assert torch.equal(below, torch.full((100,), torch.finfo(torch.float32).tiny))

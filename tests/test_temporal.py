@@ -167,3 +167,26 @@ def test_evaluation_is_seeded_and_leaves_training_alone():
     assert torch.equal(torch.get_rng_state(), state) and flow.training  # training's stream and mode untouched
     flow.eval()
     assert float(flow.end_time.t_span()[1]) == 0.5  # evaluation ran at T0, not at a STEER draw
+
+
+def test_an_end_time_has_the_configs_defaults_and_refuses_each_bad_value_at_its_edge():
+    from toflow.config.schema import TimeConfig
+
+    default, config = EndTime(), TimeConfig()  # the Python default is fixed T; the rest is the config's
+    assert default.mode == "fixed" and float(default.t0) == config.t0 and float(default.T) == config.T0
+    assert (default.lr, default.alpha, default.eps, default.grad_source) == (config.lr, config.alpha, config.eps,
+                                                                              config.grad)
+    assert default.bounds == pytest.approx((0.1, 0.9))  # eq. 17 with T0 = 0.5, eps = 0.1
+    assert EndTime(eps=0.0).bounds == pytest.approx((0.0, 1.0))  # eps = 0 is allowed
+    refusals = [
+        (dict(grad="sideways"), "time.grad: 'sideways' is not one of after_step, same_pass"),
+        (dict(t0=0.5, T0=0.5), "time.T0: must exceed time.t0 = 0.5, got 0.5"),
+        (dict(t0=0.25, T0=0.5, eps=0.25), "time.eps: must lie in [0, T0 - t0 = 0.25) so the clip interval "
+                                          "[t0+eps, 2*T0-t0-eps] is not empty, got 0.25"),
+        (dict(eps=-0.01), "time.eps: must lie in [0, T0 - t0 = 0.5)"),
+        (dict(lr=0.0), "time.lr: must be positive, got 0.0"),
+    ]
+    for kwargs, message in refusals:
+        with pytest.raises(ValueError) as refused:
+            EndTime(**kwargs)
+        assert str(refused.value).startswith(message), (kwargs, str(refused.value))
