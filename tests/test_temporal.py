@@ -1,5 +1,7 @@
 """The end-time modes and TO-FLOW's T step (paper sec. 3.1-3.2)."""
 
+import math
+
 import pytest
 import torch
 from helpers import tiny_cnf
@@ -149,10 +151,21 @@ def test_a_non_finite_T_gradient_moves_nothing():
     opt = torch.optim.SGD([T], lr=1.0)
     T.grad = torch.tensor(float("nan"))
     step = temporal_step(flow, opt)
-    assert not step.finite and float(T) == 0.5 and T.grad is None
+    assert step.finite is False and float(T) == 0.5 and T.grad is None
+    assert math.isnan(step[0])  # the step says which gradient it refused
     T.grad = torch.tensor(0.1)
     step = temporal_step(flow, opt)
-    assert step.finite and step[0] == pytest.approx(0.1 + 0.1) and float(T) == pytest.approx(0.3)
+    assert step.finite is True and step[0] == pytest.approx(0.1 + 0.1) and float(T) == pytest.approx(0.3)
+    assert T.grad is None  # cleared for the next step
+
+
+def test_the_after_step_gradient_is_reduced_over_processes_before_the_regularisation():
+    flow = toy_flow("toflow", grad="after_step", alpha=0.25)
+    (-flow.log_prob(X).mean()).backward()
+    alone = float(flow.blocks()[0].dloss_dT())
+    # a reduction that averages with a process whose gradient is 0, as DDP's mean over two would
+    used = temporal_step(flow, torch.optim.SGD([flow.end_time.T], lr=0.0), reduce=lambda g: g / 2)
+    assert used[0] == pytest.approx(alone / 2 + 0.25)
 
 
 def test_evaluation_is_seeded_and_leaves_training_alone():
