@@ -81,3 +81,13 @@ def test_one_sample_batches_give_the_test_nll_of_one_batch():
         batch = flow.log_prob(x)
     # each sample within a few tolerances either way (tests/test_accuracy.py holds the bound at 20)
     assert ((each - batch).abs() <= 20 * (1e-5 + 1e-5 * batch.abs())).all()
+
+
+def test_iterating_the_batches_gives_batch_start_then_each_next_and_each_process_its_share():
+    images = torch.randint(0, 256, (12, 1, 2, 2), dtype=torch.uint8)
+    whole = ImageBatches(images, 4, 256, seed=2, start=5)
+    stream = iter(whole)
+    for k in (5, 6, 7, 8):
+        assert torch.equal(next(stream), whole.batch(k))
+    shares = [next(iter(ImageBatches(images, 4, 256, seed=2, start=5, rank=r, world=2))) for r in (0, 1)]
+    assert [len(s) for s in shares] == [2, 2] and torch.equal(torch.cat(shares), whole.batch(5))
