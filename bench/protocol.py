@@ -11,6 +11,7 @@ evaluation: the preview runs that turned unstable went back by 0.21 nats, the ca
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -32,7 +33,8 @@ def read_run(path: Path, steps: int) -> dict:
     scalars = run_scalars(path)
     nll = {e.step: e.value for e in scalars.get("test/nll", [])}
     ordered = [nll[k] for k in sorted(nll)]
-    back = max([0.0] + [v - min(ordered[:i]) for i, v in enumerate(ordered) if i])
+    best_before = itertools.accumulate(ordered, min)  # the best evaluation up to each one
+    back = max([0.0] + [v - best for v, best in zip(ordered[1:], best_before)])
     change = max((abs(e.value) for e in scalars.get("test/nll_change", [])), default=None)
     grads = scalars.get("train/grad_norm", [])
     summary = path / "summary.json"
@@ -46,7 +48,7 @@ def read_run(path: Path, steps: int) -> dict:
         "nll": nll,
         "went_back": back,
         "tolerance_change": change,
-        "curve": curve(path),
+        "curve": curve(path, scalars=scalars),
     }
 
 

@@ -72,9 +72,10 @@ class Curve(NamedTuple):
     nfe: list
 
 
-def curve(run: Path, metric: str = "nll") -> Curve:
-    """``run``'s test ``metric`` (``nll`` or ``bpd``) as a :class:`Curve`, from its TensorBoard events."""
-    scalars = run_scalars(run)
+def curve(run: Path, metric: str = "nll", scalars: dict[str, list] | None = None) -> Curve:
+    """``run``'s test ``metric`` (``nll`` or ``bpd``) as a :class:`Curve`, from its TensorBoard events
+    (``scalars``, if already read)."""
+    scalars = run_scalars(run) if scalars is None else scalars
     evaluations = scalars.get(f"test/{metric}", [])
     clock = training_clock(scalars.get("time/step_s", []))
     work = training_clock(nfe_per_step(scalars))
